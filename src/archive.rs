@@ -1,0 +1,84 @@
+//! Copying an active file into its archive in one streaming pass that also
+//! validates the JSON, counts entries by status and computes the SHA-256.
+//!
+//! Memory use does not grow with the file: bytes go through one fixed buffer,
+//! and the scanner keeps only a small fingerprint per entry.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+
+use sha2::{Digest, Sha256};
+
+use crate::journal::hex;
+use crate::scan::{ScanError, Scanner, Summary};
+
+/// Size of the copy buffer.
+const CHUNK: usize = 1024 * 1024;
+
+/// The outcome of one pass over a file.
+#[derive(Debug)]
+pub struct Copied {
+    pub bytes: u64,
+    pub sha256: String,
+    /// The scan result; an error means the file is not valid JSON or not an
+    /// object of objects. The bytes were copied in full either way.
+    pub scan: Result<Summary, ScanError>,
+}
+
+/// Reads `input` to its end, writing every byte to `output` when given.
+pub fn copy_and_scan(input: &mut File, mut output: Option<&File>) -> io::Result<Copied> {
+    let mut hasher = Sha256::new();
+    let mut scanner = Scanner::new();
+    let mut scan_error = None;
+    let bytes = for_each_chunk(input, |chunk| {
+        if let Some(file) = output.as_mut() {
+            file.write_all(chunk)?;
+        }
+        hasher.update(chunk);
+        if scan_error.is_none() {
+            if let Err(error) = scanner.feed(chunk) {
+                scan_error = Some(error);
+            }
+        }
+        Ok(())
+    })?;
+    let scan = match scan_error {
+        Some(error) => Err(error),
+        None => scanner.finish(),
+    };
+    Ok(Copied {
+        bytes,
+        sha256: hex(&hasher.finalize()),
+        scan,
+    })
+}
+
+/// Returns the size and SHA-256 of a file's content.
+pub fn hash_file(input: &mut File) -> io::Result<(u64, String)> {
+    let mut hasher = Sha256::new();
+    let bytes = for_each_chunk(input, |chunk| {
+        hasher.update(chunk);
+        Ok(())
+    })?;
+    Ok((bytes, hex(&hasher.finalize())))
+}
+
+/// Calls `consume` on each chunk read from `input` until its end and returns
+/// the byte count.
+fn for_each_chunk(
+    input: &mut File,
+    mut consume: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    let mut buffer = vec![0u8; CHUNK];
+    let mut bytes = 0u64;
+    loop {
+        let count = match input.read(&mut buffer) {
+            Ok(0) => return Ok(bytes),
+            Ok(count) => count,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        consume(&buffer[..count])?;
+        bytes += count as u64;
+    }
+}

@@ -1,0 +1,130 @@
+//! The command-line definition: global options, subcommands and their
+//! arguments, and the parsers for option values such as durations.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+/// Name of the environment variable that can supply the data directory.
+pub const DATA_DIR_ENV: &str = "ORDER_RESET_DATA_DIR";
+
+/// Archive and reset the order sessions of a pick/pack backend.
+///
+/// The data directory holds scan_sessions.json and takeover_requests.json as
+/// the backend writes them. `reset` archives both files and empties them under
+/// a lock; `status` and `history` report without changing anything.
+#[derive(Debug, Parser)]
+#[command(name = "order-reset", version, max_term_width = 100)]
+pub struct Cli {
+    /// Data directory that holds scan_sessions.json [env: ORDER_RESET_DATA_DIR]
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Print one JSON document on stdout instead of the human summary
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Log more on stderr (-v debug, -vv trace)
+    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Log less: -q shows warnings and errors and no human summary, -qq errors only
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub quiet: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Archive both data files and replace them with empty objects
+    Reset(ResetArgs),
+    /// Show the active files, the last reset, the archives and the lock
+    Status(StatusArgs),
+    /// List past resets, newest first, including archives not in the journal
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Time to wait for a busy lock, such as 500ms, 10s or 2m (a bare number is seconds)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub wait: Duration,
+
+    /// Reset even when a file is not valid JSON, keeping its bytes in a .invalid archive
+    #[arg(long)]
+    pub force: bool,
+
+    /// Report what a reset would do and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Show at most N resets
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+/// Parses a duration such as `250ms`, `10s`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| {
+        format!("invalid duration `{text}`: expected a number such as 10s or 500ms")
+    })?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit `{unit}` in `{text}`: use ms, s, m or h"
+            ));
+        }
+    };
+    if !seconds.is_finite() || seconds > 86_400.0 * 365.0 {
+        return Err(format!("duration `{text}` is too large"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn duration_rejects_garbage() {
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,41 @@
+//! Fault injection for tests: `ORDER_RESET_FAILPOINT=NAME:ACTION` makes the
+//! step boundary `NAME` of a reset fail.
+//!
+//! ACTION `error` returns an I/O error from that point, as a failing disk
+//! would. ACTION `exit` ends the process at once with exit code 86, skipping
+//! destructors and cleanup, as `kill -9` would. Without the variable every
+//! check is a no-op. The names are listed in [`POINTS`].
+
+use std::io;
+
+/// Environment variable that selects a failpoint.
+pub const FAILPOINT_ENV: &str = "ORDER_RESET_FAILPOINT";
+
+/// Every failpoint, in the order a reset reaches them.
+pub const POINTS: &[&str] = &[
+    "after-lock",
+    "after-copy",
+    "after-pending",
+    "after-archives",
+    "after-replace-sessions",
+    "after-replace",
+    "after-journal",
+];
+
+/// Fails with the configured action when `name` is the selected failpoint.
+pub fn check(name: &str) -> io::Result<()> {
+    debug_assert!(POINTS.contains(&name), "unknown failpoint {name}");
+    let Some(setting) = std::env::var_os(FAILPOINT_ENV) else {
+        return Ok(());
+    };
+    let setting = setting.to_string_lossy();
+    let (point, action) = setting.split_once(':').unwrap_or((&setting, "error"));
+    if point != name {
+        return Ok(());
+    }
+    if action == "exit" {
+        // SAFETY: _exit ends the process without running any Rust code after it.
+        unsafe { libc::_exit(86) };
+    }
+    Err(io::Error::other(format!("injected failure at {name}")))
+}

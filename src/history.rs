@@ -1,0 +1,238 @@
+//! The `history` command: past resets, newest first.
+//!
+//! Resets come from the journal without opening their archives. Archive files
+//! that no journal line names (legacy archives written by the backend's old
+//! in-process reset, or the archives of a run killed before its journal line)
+//! are listed too, grouped by run id, with counts read from the files.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Local, NaiveDateTime, TimeZone};
+use serde::Serialize;
+
+use crate::archive;
+use crate::atomic;
+use crate::cli::HistoryArgs;
+use crate::datadir::{ArchiveName, DataDir, Source};
+use crate::journal;
+use crate::output::{Render, count_noun, format_counts, format_size};
+
+/// Version of the `history --json` document.
+pub const HISTORY_SCHEMA_VERSION: u32 = 1;
+
+/// The result of `history`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    /// Resets, newest first.
+    pub resets: Vec<Reset>,
+    /// Journal lines that could not be parsed, as `line N: error`.
+    pub journal_errors: Vec<String>,
+}
+
+/// One reset, from the journal or from archive files alone.
+#[derive(Debug, Serialize)]
+pub struct Reset {
+    /// `journal`, or `archive` for archives that no journal line names.
+    pub origin: &'static str,
+    pub run_id: Option<String>,
+    /// RFC 3339 with UTC offset for journal entries; for archives alone, the
+    /// local time from the file name, with the offset the local time zone
+    /// gives it.
+    pub reset_at: String,
+    /// `null` when the count cannot be known (an invalid or missing archive).
+    pub total_sessions_reset: Option<u64>,
+    pub sessions_by_status: BTreeMap<String, u64>,
+    pub takeover_requests_reset: Option<u64>,
+    pub archives: Vec<ArchiveFile>,
+    /// True for a journal line written by a later run for an interrupted reset.
+    pub recovered: bool,
+    pub user: Option<String>,
+    pub host: Option<String>,
+    #[serde(skip)]
+    sort_key: (i64, String),
+}
+
+/// An archive file of a reset.
+#[derive(Debug, Serialize)]
+pub struct ArchiveFile {
+    pub file: String,
+    /// Size on disk; `null` when the file no longer exists.
+    pub bytes: Option<u64>,
+}
+
+/// Builds the history report.
+pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
+    let mut resets = Vec::new();
+    let mut journal_errors = Vec::new();
+    let mut named: HashSet<String> = HashSet::new();
+    let sizes: HashMap<String, u64> = dir
+        .archives()?
+        .into_iter()
+        .filter_map(|(_, name)| {
+            let metadata = std::fs::symlink_metadata(dir.join(&name)).ok()?;
+            Some((name, metadata.len()))
+        })
+        .collect();
+
+    for line in journal::read_all(dir)? {
+        let entry = match line.entry {
+            Ok(entry) => entry,
+            Err(error) => {
+                journal_errors.push(format!("line {}: {error}", line.number));
+                continue;
+            }
+        };
+        let timestamp = DateTime::parse_from_rfc3339(&entry.reset_at)
+            .map(|time| time.timestamp_micros())
+            .unwrap_or(i64::MIN);
+        let archives = entry
+            .archives
+            .iter()
+            .map(|record| {
+                named.insert(record.file.clone());
+                ArchiveFile {
+                    bytes: sizes.get(&record.file).copied(),
+                    file: record.file.clone(),
+                }
+            })
+            .collect();
+        resets.push(Reset {
+            origin: "journal",
+            sort_key: (timestamp, entry.id.clone().unwrap_or_default()),
+            run_id: entry.id,
+            reset_at: entry.reset_at,
+            total_sessions_reset: Some(entry.total_sessions_reset),
+            sessions_by_status: entry.sessions_by_status,
+            takeover_requests_reset: Some(entry.takeover_requests_reset),
+            archives,
+            recovered: entry.recovered,
+            user: Some(entry.user),
+            host: Some(entry.host),
+        });
+    }
+
+    let mut unjournaled: BTreeMap<String, Vec<(ArchiveName, String)>> = BTreeMap::new();
+    for (parsed, name) in dir.archives()? {
+        if !named.contains(&name) {
+            unjournaled
+                .entry(parsed.run_id.clone())
+                .or_default()
+                .push((parsed, name));
+        }
+    }
+    for (run_id, files) in unjournaled {
+        resets.push(archive_only_reset(dir, &run_id, files, &sizes));
+    }
+
+    resets.sort_by(|a, b| b.sort_key.cmp(&a.sort_key));
+    if let Some(limit) = args.limit {
+        resets.truncate(limit);
+    }
+    Ok(Report {
+        schema_version: HISTORY_SCHEMA_VERSION,
+        resets,
+        journal_errors,
+    })
+}
+
+/// Describes archives that no journal line names, reading their counts.
+fn archive_only_reset(
+    dir: &DataDir,
+    run_id: &str,
+    files: Vec<(ArchiveName, String)>,
+    sizes: &HashMap<String, u64>,
+) -> Reset {
+    let naive = NaiveDateTime::parse_from_str(&run_id[..15], "%Y%m%d_%H%M%S").ok();
+    let local = naive.and_then(|time| Local.from_local_datetime(&time).earliest());
+    let reset_at = match local {
+        Some(time) => time.fixed_offset().to_rfc3339(),
+        None => run_id.to_string(),
+    };
+    let mut reset = Reset {
+        origin: "archive",
+        run_id: Some(run_id.to_string()),
+        sort_key: (
+            local.map_or(i64::MIN, |time| time.timestamp_micros()),
+            run_id.to_string(),
+        ),
+        reset_at,
+        total_sessions_reset: None,
+        sessions_by_status: BTreeMap::new(),
+        takeover_requests_reset: None,
+        archives: Vec::new(),
+        recovered: false,
+        user: None,
+        host: None,
+    };
+    for (parsed, name) in files {
+        if parsed.valid {
+            let summary = atomic::open_regular(&dir.join(&name))
+                .ok()
+                .flatten()
+                .and_then(|(mut file, _)| archive::copy_and_scan(&mut file, None).ok())
+                .and_then(|copied| copied.scan.ok());
+            match (parsed.source, summary) {
+                (Source::Sessions, Some(summary)) => {
+                    reset.total_sessions_reset = Some(summary.entries);
+                    reset.sessions_by_status = summary.by_status;
+                }
+                (Source::Takeovers, Some(summary)) => {
+                    reset.takeover_requests_reset = Some(summary.entries);
+                }
+                (_, None) => log::warn!("cannot read the counts of archive {name}"),
+            }
+        }
+        reset.archives.push(ArchiveFile {
+            bytes: sizes.get(&name).copied(),
+            file: name,
+        });
+    }
+    reset
+}
+
+impl Render for Report {
+    fn render_human(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        if self.resets.is_empty() {
+            let _ = writeln!(out, "No resets yet.");
+        }
+        for reset in &self.resets {
+            let sessions = match reset.total_sessions_reset {
+                Some(count) => format!(
+                    "{}{}",
+                    count_noun(count, "session"),
+                    format_counts(&reset.sessions_by_status)
+                ),
+                None => "sessions unknown".to_string(),
+            };
+            let takeovers = match reset.takeover_requests_reset {
+                Some(count) => count_noun(count, "takeover request"),
+                None => "takeover requests unknown".to_string(),
+            };
+            let mut notes = Vec::new();
+            if reset.origin == "archive" {
+                notes.push("not in the journal");
+            }
+            if reset.recovered {
+                notes.push("completed after an interruption");
+            }
+            if reset.archives.is_empty() {
+                notes.push("nothing to reset");
+            }
+            let notes = if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", notes.join(", "))
+            };
+            let _ = writeln!(out, "{}  {sessions}, {takeovers}{notes}", reset.reset_at);
+            for archive in &reset.archives {
+                let size = archive.bytes.map_or("missing".to_string(), format_size);
+                let _ = writeln!(out, "    {}  {size}", archive.file);
+            }
+        }
+        for error in &self.journal_errors {
+            let _ = writeln!(out, "unreadable journal {error}");
+        }
+    }
+}

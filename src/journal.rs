@@ -1,0 +1,253 @@
+//! The reset journal: `order-reset-journal.jsonl`, one JSON object per line,
+//! one line per reset, appended under the lock and synced.
+//!
+//! `status` and `history` read the journal instead of parsing archives. Each
+//! line carries in `prev` the SHA-256 of the line before it (without its
+//! newline, empty for the first line), so that an edited or deleted line
+//! breaks the chain.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::atomic;
+use crate::datadir::{DataDir, JOURNAL_FILE, Source};
+use crate::error::{ErrorKind, io_failure};
+
+/// Version of the journal line format.
+pub const JOURNAL_SCHEMA_VERSION: u32 = 1;
+
+/// One reset, as recorded in the journal.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    /// Version of this line's format.
+    #[serde(default)]
+    pub schema_version: u32,
+    /// Run id shared by the run's archives; `None` when nothing was archived.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Local time of the reset with its UTC offset, RFC 3339.
+    #[serde(default)]
+    pub reset_at: String,
+    #[serde(default)]
+    pub total_sessions_reset: u64,
+    #[serde(default)]
+    pub sessions_by_status: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub takeover_requests_reset: u64,
+    /// Archives written by this reset, sessions first.
+    #[serde(default)]
+    pub archives: Vec<ArchiveRecord>,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub pid: u32,
+    /// Version of order-reset that wrote the line.
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// Command-line flags that changed the reset, such as `force`.
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// True when a later run wrote this line for a reset that was interrupted
+    /// after its archives were written.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub recovered: bool,
+    /// SHA-256 of the previous journal line, lowercase hex.
+    #[serde(default)]
+    pub prev: String,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// One archive file written by a reset.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ArchiveRecord {
+    /// File name in the data directory.
+    pub file: String,
+    /// Which active file it holds.
+    pub source: Source,
+    /// False when `--force` archived bytes that are not valid JSON.
+    pub valid: bool,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the content, lowercase hex.
+    pub sha256: String,
+    /// Number of entries (sessions or takeover requests); `None` when invalid.
+    pub entries: Option<u64>,
+}
+
+/// A journal line as read back: the parsed entry, or why it could not be parsed.
+#[derive(Debug)]
+pub struct Line {
+    /// 1-based line number.
+    pub number: usize,
+    pub entry: Result<Entry, String>,
+}
+
+/// The journal opened for appending, before a reset changes anything, so that
+/// a journal that cannot be written stops the reset early.
+pub struct Writer {
+    file: File,
+    path: PathBuf,
+}
+
+impl Writer {
+    pub fn open(dir: &DataDir) -> anyhow::Result<Writer> {
+        let path = dir.join(JOURNAL_FILE);
+        let (file, _) =
+            atomic::open_or_create_owned(dir, JOURNAL_FILE, 0o640, true).map_err(|error| {
+                io_failure(
+                    ErrorKind::CannotCreate,
+                    error,
+                    format!("cannot open journal {} for appending", path.display()),
+                )
+            })?;
+        Ok(Writer { file, path })
+    }
+
+    /// Appends `entry` as one line, with `prev` set from the current last
+    /// line, and syncs the journal.
+    pub fn append(&mut self, entry: &mut Entry) -> anyhow::Result<()> {
+        let write = |file: &mut File, entry: &mut Entry| -> io::Result<()> {
+            let (previous, ends_with_newline) = read_last_line(file)?;
+            entry.prev = previous.map(|line| sha256_hex(&line)).unwrap_or_default();
+            let mut text = String::new();
+            if !ends_with_newline {
+                // A run killed in the middle of an append left a partial line;
+                // end it so that it stays a line of its own.
+                text.push('\n');
+            }
+            text.push_str(&serde_json::to_string(entry).map_err(io::Error::other)?);
+            text.push('\n');
+            file.write_all(text.as_bytes())?;
+            file.sync_data()
+        };
+        write(&mut self.file, entry).map_err(|error| {
+            io_failure(
+                ErrorKind::Io,
+                error,
+                format!("cannot append to journal {}", self.path.display()),
+            )
+        })
+    }
+}
+
+/// Largest journal line read back when finding the previous line; a journal
+/// line is about one kilobyte.
+const MAX_LINE: u64 = 1024 * 1024;
+
+/// Returns the last complete or partial line (without newline) and whether the
+/// file ends with a newline. An empty file has no last line.
+fn read_last_line(file: &mut File) -> io::Result<(Option<Vec<u8>>, bool)> {
+    let length = file.metadata()?.len();
+    if length == 0 {
+        return Ok((None, true));
+    }
+    let start = length.saturating_sub(MAX_LINE);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::with_capacity((length - start) as usize);
+    file.take(length - start).read_to_end(&mut tail)?;
+    let ends_with_newline = tail.last() == Some(&b'\n');
+    let body = if ends_with_newline {
+        &tail[..tail.len() - 1]
+    } else {
+        &tail[..]
+    };
+    let line_start = body
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |index| index + 1);
+    Ok((Some(body[line_start..].to_vec()), ends_with_newline))
+}
+
+/// Returns the SHA-256 of `bytes` as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Formats bytes as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
+}
+
+/// Reads every line of the journal; a missing journal has no lines.
+/// Lines that are not valid entries are returned with their parse error.
+pub fn read_all(dir: &DataDir) -> anyhow::Result<Vec<Line>> {
+    let path = dir.join(JOURNAL_FILE);
+    let (mut file, _) = match atomic::open_regular(&path) {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return Ok(Vec::new()),
+        Err(error) => {
+            return Err(io_failure(
+                ErrorKind::Io,
+                error,
+                format!("cannot open journal {}", path.display()),
+            ));
+        }
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot read journal {}", path.display()),
+        )
+    })?;
+    let mut lines = Vec::new();
+    for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        if raw.is_empty() {
+            continue;
+        }
+        let entry = serde_json::from_slice::<Entry>(raw).map_err(|error| error.to_string());
+        lines.push(Line {
+            number: index + 1,
+            entry,
+        });
+    }
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_empty_input() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn entry_round_trips_through_json() {
+        let mut entry = Entry {
+            schema_version: JOURNAL_SCHEMA_VERSION,
+            id: Some("20261204_000000".to_string()),
+            total_sessions_reset: 2,
+            ..Entry::default()
+        };
+        entry.sessions_by_status.insert("draft".to_string(), 2);
+        let text = serde_json::to_string(&entry).unwrap();
+        assert!(!text.contains("recovered"));
+        let back: Entry = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, entry);
+    }
+}

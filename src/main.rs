@@ -1,0 +1,188 @@
+//! order-reset: the nightly reset of a pick/pack backend's order sessions.
+//!
+//! This file parses the command line, sets up logging, runs one subcommand,
+//! prints its result and maps errors to exit codes. Each subcommand and each
+//! concern lives in its own module.
+
+mod archive;
+mod atomic;
+mod cli;
+mod clock;
+mod datadir;
+mod error;
+mod failpoint;
+mod history;
+mod journal;
+mod lock;
+mod output;
+mod pending;
+mod reset;
+mod scan;
+mod status;
+mod system;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use serde::Serialize;
+
+use crate::cli::{Cli, Command, DATA_DIR_ENV};
+use crate::datadir::DataDir;
+use crate::error::{ErrorKind, failure};
+use crate::output::Render;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
+    init_logging(&cli);
+
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let kind = error::kind_of(&error);
+            let message = error::one_line(&error);
+            log::error!("{message}");
+            if cli.json {
+                print_json(&FailureReport {
+                    success: false,
+                    error: message,
+                    error_kind: kind.as_str(),
+                    exit_code: kind.exit_code(),
+                });
+            }
+            ExitCode::from(kind.exit_code())
+        }
+    }
+}
+
+/// The `--json` document of a failed run.
+#[derive(Serialize)]
+struct FailureReport {
+    success: bool,
+    error: String,
+    error_kind: &'static str,
+    exit_code: u8,
+}
+
+/// Prints clap's message and exits 2; `--help` and `--version` exit 0. With
+/// `--json` anywhere on the command line, the failure document is printed too.
+fn usage_error(error: clap::Error) -> ExitCode {
+    let _ = error.print();
+    if error.exit_code() == 0 {
+        return ExitCode::SUCCESS;
+    }
+    if std::env::args_os().any(|arg| arg == "--json") {
+        let text = error.kind().to_string();
+        print_json(&FailureReport {
+            success: false,
+            error: text,
+            error_kind: ErrorKind::Usage.as_str(),
+            exit_code: ErrorKind::Usage.exit_code(),
+        });
+    }
+    ExitCode::from(ErrorKind::Usage.exit_code())
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let dir = DataDir::open(&data_dir_path(cli)?)?;
+    match &cli.command {
+        Command::Reset(args) => emit(cli, &reset::run(&dir, args)?),
+        Command::Status(_) => emit(cli, &status::run(&dir)?),
+        Command::History(args) => emit(cli, &history::run(&dir, args)?),
+    }
+    Ok(())
+}
+
+/// Takes the data directory from `--data-dir`, else from the environment; it
+/// never defaults to the current directory.
+fn data_dir_path(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
+    if let Some(path) = &cli.data_dir {
+        if !path.as_os_str().is_empty() {
+            return Ok(path.clone());
+        }
+    }
+    match std::env::var_os(DATA_DIR_ENV) {
+        Some(path) if !path.is_empty() => Ok(path.into()),
+        _ => Err(failure(
+            ErrorKind::Usage,
+            format!("no data directory given: pass --data-dir DIR or set {DATA_DIR_ENV}"),
+        )),
+    }
+}
+
+/// Prints a result: JSON with `--json`, else the human text unless `-q`.
+fn emit(cli: &Cli, result: &impl Render) {
+    if cli.json {
+        print_json(result);
+    } else if cli.quiet == 0 {
+        let mut text = String::new();
+        result.render_human(&mut text);
+        print_stdout(&text);
+    }
+}
+
+fn print_json(value: &impl Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(mut text) => {
+            text.push('\n');
+            print_stdout(&text);
+        }
+        Err(error) => log::error!("cannot format the JSON output: {error}"),
+    }
+}
+
+/// Writes to stdout; a closed pipe is not worth a panic.
+fn print_stdout(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if error.kind() != std::io::ErrorKind::BrokenPipe {
+            log::error!("cannot write to stdout: {error}");
+        }
+    }
+}
+
+/// Sends logs to stderr. The level comes from `-v`/`-q`, and `RUST_LOG`
+/// overrides it. Under systemd (`JOURNAL_STREAM` set) each line starts with
+/// the journal's priority prefix instead of a timestamp.
+fn init_logging(cli: &Cli) {
+    let level = match (cli.verbose, cli.quiet) {
+        (0, 0) => log::LevelFilter::Info,
+        (1, _) => log::LevelFilter::Debug,
+        (2.., _) => log::LevelFilter::Trace,
+        (0, 1) => log::LevelFilter::Warn,
+        (0, _) => log::LevelFilter::Error,
+    };
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let mut builder = env_logger::Builder::new();
+    builder.filter_level(level);
+    if let Ok(filters) = std::env::var("RUST_LOG") {
+        builder.parse_filters(&filters);
+    }
+    builder.format(move |buf, record| {
+        if journald {
+            let priority = match record.level() {
+                log::Level::Error => 3,
+                log::Level::Warn => 4,
+                log::Level::Info => 6,
+                log::Level::Debug | log::Level::Trace => 7,
+            };
+            writeln!(buf, "<{priority}>{}", record.args())
+        } else {
+            let time = clock::now().format("%Y-%m-%dT%H:%M:%S%:z");
+            writeln!(
+                buf,
+                "{time} order-reset {}: {}",
+                record.level(),
+                record.args()
+            )
+        }
+    });
+    builder.target(env_logger::Target::Stderr);
+    builder.init();
+}

@@ -1,0 +1,253 @@
+//! The pending record, `order-reset.pending`: written just before a reset
+//! renames its archives into place and removed after its journal line is
+//! synced. Finding it means that a reset was interrupted in between.
+//!
+//! [`complete`] finishes such a reset: it puts each archive in place from its
+//! synced temporary copy when the rename did not happen, empties each active
+//! file whose content is still the archived content, and writes the journal
+//! line marked `recovered`. An active file that changed since is left alone,
+//! so that nothing written after the interrupted reset is lost.
+
+use std::fs;
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::archive;
+use crate::atomic::{self, TempFile};
+use crate::datadir::{DataDir, PENDING_FILE, Source};
+use crate::error::{ErrorKind, failure, io_failure};
+use crate::journal::{self, Entry};
+use crate::reset::prepare_empty;
+
+/// What an interrupted reset needs to be completed.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Pending {
+    /// The journal line the reset was going to write.
+    pub entry: Entry,
+    pub files: Vec<PendingFile>,
+}
+
+/// One archive of a pending reset.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PendingFile {
+    pub source: Source,
+    /// Final archive name.
+    pub archive: String,
+    /// Temporary name of the synced archive copy.
+    pub temp: String,
+    /// SHA-256 of the active file's content when it was archived.
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Writes the pending record atomically. The caller syncs the directory.
+pub fn write(dir: &DataDir, pending: &Pending) -> anyhow::Result<()> {
+    let path = dir.join(PENDING_FILE);
+    let error = |error: std::io::Error| {
+        io_failure(
+            ErrorKind::CannotCreate,
+            error,
+            format!("cannot write {}", path.display()),
+        )
+    };
+    let temp = TempFile::create(dir, PENDING_FILE).map_err(error)?;
+    let text = serde_json::to_vec_pretty(pending)?;
+    temp.file().write_all(&text).map_err(error)?;
+    temp.sync().map_err(error)?;
+    temp.persist(dir, PENDING_FILE, true).map_err(error)?;
+    Ok(())
+}
+
+/// Removes the pending record after the journal line is written. A failure
+/// is only logged: the next reset finds the run in the journal and removes
+/// the record then.
+pub fn remove(dir: &DataDir) {
+    if let Err(error) = fs::remove_file(dir.join(PENDING_FILE)) {
+        log::warn!(
+            "cannot remove {}: {error}; the next reset removes it",
+            dir.join(PENDING_FILE).display()
+        );
+    }
+}
+
+/// Reads the pending record, if any.
+pub fn read(dir: &DataDir) -> anyhow::Result<Option<Pending>> {
+    let path = dir.join(PENDING_FILE);
+    let opened = atomic::open_regular(&path).map_err(|error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot open {}", path.display()),
+        )
+    })?;
+    let Some((mut file, _)) = opened else {
+        return Ok(None);
+    };
+    let mut text = Vec::new();
+    file.read_to_end(&mut text).map_err(|error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot read {}", path.display()),
+        )
+    })?;
+    let pending = serde_json::from_slice(&text).map_err(|error| {
+        failure(
+            ErrorKind::InvalidData,
+            format!(
+                "{} is damaged ({error}); it records a reset that was interrupted: compare the archives it names with the journal, then remove it",
+                path.display()
+            ),
+        )
+    })?;
+    Ok(Some(pending))
+}
+
+/// Completes an interrupted reset, if there is one, and returns its run id.
+/// Runs under the exclusive lock, before temporary files are cleaned up.
+pub fn complete(dir: &DataDir, journal: &mut journal::Writer) -> anyhow::Result<Option<String>> {
+    let Some(pending) = read(dir)? else {
+        return Ok(None);
+    };
+    let run_id = pending.entry.id.clone().unwrap_or_default();
+    let journaled = journal::read_all(dir)?.iter().any(|line| {
+        line.entry
+            .as_ref()
+            .is_ok_and(|entry| entry.id.as_deref() == Some(run_id.as_str()))
+    });
+    if journaled {
+        log::info!(
+            "interrupted reset {run_id} is already in the journal; removing its pending record"
+        );
+        remove(dir);
+        return Ok(None);
+    }
+
+    log::warn!("completing interrupted reset {run_id}");
+    let mut entry = pending.entry;
+    let mut in_place = Vec::new();
+    for file in &pending.files {
+        if put_archive_in_place(dir, file)? {
+            in_place.push(file.archive.clone());
+            empty_if_unchanged(dir, file)?;
+        }
+    }
+    atomic::sync_dir(dir.path()).map_err(|error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot sync data directory {}", dir.path().display()),
+        )
+    })?;
+
+    entry
+        .archives
+        .retain(|record| in_place.contains(&record.file));
+    entry.recovered = true;
+    journal.append(&mut entry)?;
+    remove(dir);
+    Ok(Some(run_id))
+}
+
+/// Makes sure the archive is in place with the recorded content, renaming the
+/// synced temporary copy when the interrupted run had not. Returns false,
+/// after logging why, when neither has the recorded content.
+fn put_archive_in_place(dir: &DataDir, file: &PendingFile) -> anyhow::Result<bool> {
+    let archive_path = dir.join(&file.archive);
+    if let Some(hash) = hash_if_present(dir, &file.archive)? {
+        if hash == file.sha256 {
+            return Ok(true);
+        }
+        log::error!(
+            "{} does not have the content the interrupted reset recorded (sha256 {}); leaving {} as it is",
+            archive_path.display(),
+            file.sha256,
+            file.source.file_name()
+        );
+        return Ok(false);
+    }
+    if hash_if_present(dir, &file.temp)?.as_deref() == Some(file.sha256.as_str()) {
+        atomic::rename_no_replace(&dir.join(&file.temp), &archive_path).map_err(|error| {
+            io_failure(
+                ErrorKind::CannotCreate,
+                error,
+                format!("cannot create archive {}", archive_path.display()),
+            )
+        })?;
+        log::info!("put archive {} in place", archive_path.display());
+        return Ok(true);
+    }
+    log::error!(
+        "archive {} of the interrupted reset is missing and so is its copy {}; leaving {} as it is",
+        archive_path.display(),
+        file.temp,
+        file.source.file_name()
+    );
+    Ok(false)
+}
+
+/// Replaces the active file with `{}` when it still has the archived content.
+fn empty_if_unchanged(dir: &DataDir, file: &PendingFile) -> anyhow::Result<()> {
+    let path = dir.join(file.source.file_name());
+    let opened = atomic::open_regular(&path).map_err(|error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot open {}", path.display()),
+        )
+    })?;
+    let Some((mut active, metadata)) = opened else {
+        return Ok(());
+    };
+    let (_, hash) = archive::hash_file(&mut active).map_err(|error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot read {}", path.display()),
+        )
+    })?;
+    if hash != file.sha256 {
+        log::debug!(
+            "{} changed since the interrupted reset archived it; leaving it",
+            path.display()
+        );
+        return Ok(());
+    }
+    let temp = prepare_empty(dir, file.source, &metadata)?;
+    temp.persist(dir, file.source.file_name(), true)
+        .map_err(|error| {
+            io_failure(
+                ErrorKind::Io,
+                error,
+                format!("cannot replace {}", path.display()),
+            )
+        })?;
+    log::info!(
+        "emptied {}, which the interrupted reset had archived",
+        path.display()
+    );
+    Ok(())
+}
+
+fn hash_if_present(dir: &DataDir, name: &str) -> anyhow::Result<Option<String>> {
+    let path = dir.join(name);
+    let opened = atomic::open_regular(&path).map_err(|error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot open {}", path.display()),
+        )
+    })?;
+    let Some((mut file, _)) = opened else {
+        return Ok(None);
+    };
+    let (_, hash) = archive::hash_file(&mut file).map_err(|error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot read {}", path.display()),
+        )
+    })?;
+    Ok(Some(hash))
+}

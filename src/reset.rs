@@ -1,0 +1,702 @@
+//! The `reset` command: archive both active files and replace them with `{}`.
+//!
+//! Order of a reset, each step finished before the next starts:
+//! 1. take the exclusive lock, open the journal, complete an interrupted reset;
+//! 2. copy each active file into a temporary archive while validating and
+//!    hashing it, sync the copy, and prepare a temporary `{}` with the active
+//!    file's owner, group and mode; nothing visible has changed yet;
+//! 3. write the pending record, rename the archives into place without
+//!    replacing anything, sync the directory: the archives are now durable;
+//! 4. rename the `{}` files over the active files, sync the directory;
+//! 5. append the journal line and remove the pending record.
+//!
+//! A crash in step 3 or 4 leaves the pending record, and the next reset
+//! completes that run before its own (see `pending`).
+
+use std::collections::BTreeMap;
+use std::fs::{File, Metadata};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::archive::{self, Copied};
+use crate::atomic::{self, TempFile};
+use crate::cli::ResetArgs;
+use crate::clock;
+use crate::datadir::{DataDir, Source};
+use crate::error::{ErrorKind, failure, io_failure};
+use crate::failpoint;
+use crate::journal::{self, ArchiveRecord, Entry};
+use crate::lock;
+use crate::output::{Render, count_noun, format_counts};
+use crate::pending::{self, Pending, PendingFile};
+use crate::scan::{ScanErrorKind, Summary};
+use crate::system;
+
+/// The content of an active file after a reset, as Python's
+/// `json.dump({}, f, indent=2)` writes it.
+pub const EMPTY_STATE: &[u8] = b"{}";
+
+/// The result of `reset`. The first five fields keep the names of the
+/// backend's own reset result, so that existing scripts keep working.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub success: bool,
+    pub total_sessions_reset: u64,
+    pub sessions_by_status: BTreeMap<String, u64>,
+    /// Path of the sessions archive; `null` when nothing was archived.
+    pub archived_to: Option<String>,
+    /// Time of the reset, RFC 3339 with UTC offset.
+    pub reset_at: String,
+    pub takeover_requests_reset: u64,
+    /// Path of the takeover requests archive; `null` when nothing was archived.
+    pub takeover_archived_to: Option<String>,
+    /// True when nothing was changed because of `--dry-run`.
+    pub dry_run: bool,
+    pub duration_ms: u64,
+    /// Run id shared by this reset's archives; `null` when nothing was archived.
+    pub run_id: Option<String>,
+    /// Files that were not valid JSON and were archived as they were because
+    /// of `--force`.
+    pub invalid_files: Vec<InvalidFile>,
+    /// Run id of an interrupted reset that this run completed first.
+    pub recovered_run_id: Option<String>,
+}
+
+/// A file that `--force` archived although it is not valid JSON.
+#[derive(Debug, Serialize)]
+pub struct InvalidFile {
+    pub file: String,
+    pub error: String,
+}
+
+/// What a reset found in one active file.
+struct Inspected {
+    source: Source,
+    /// The open file and its metadata when the reset opened it; `None` when missing.
+    opened: Option<(File, Metadata)>,
+    copied: Option<Copied>,
+    /// The archive copy, not yet renamed into place; `None` in a dry run.
+    archive: Option<TempFile>,
+}
+
+impl Inspected {
+    /// Returns whether this file has something to archive.
+    fn needs_archive(&self) -> bool {
+        match &self.copied {
+            None => false,
+            Some(copied) => match &copied.scan {
+                Ok(summary) => summary.entries > 0,
+                Err(_) => true,
+            },
+        }
+    }
+
+    fn summary(&self) -> Option<&Summary> {
+        self.copied
+            .as_ref()
+            .and_then(|copied| copied.scan.as_ref().ok())
+    }
+}
+
+/// Runs a reset and returns its report.
+pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let now = clock::now();
+    log::info!(
+        "starting {}reset of {} (pid {})",
+        if args.dry_run { "dry-run " } else { "" },
+        dir.path().display(),
+        std::process::id()
+    );
+
+    let _lock = if args.dry_run {
+        lock::acquire_shared_if_exists(dir, args.wait)?
+    } else {
+        Some(lock::acquire_exclusive(dir, args.wait)?)
+    };
+    failpoint::check("after-lock")?;
+
+    let mut journal = None;
+    let mut recovered_run_id = None;
+    if args.dry_run {
+        if dir.join(crate::datadir::PENDING_FILE).exists() {
+            log::warn!("an interrupted reset is pending; a real reset completes it before its own");
+        }
+    } else {
+        let mut writer = journal::Writer::open(dir)?;
+        recovered_run_id = pending::complete(dir, &mut writer)?;
+        atomic::remove_stale_temps(dir).map_err(|error| {
+            io_failure(
+                ErrorKind::Io,
+                error,
+                format!("cannot remove temporary files in {}", dir.path().display()),
+            )
+        })?;
+        journal = Some(writer);
+    }
+
+    let mut inspected = Vec::new();
+    for source in Source::ALL {
+        inspected.push(inspect(dir, source, args.dry_run)?);
+    }
+    failpoint::check("after-copy")?;
+    let invalid_files = check_validity(dir, &inspected, args.force)?;
+
+    let mut entry = Entry {
+        schema_version: journal::JOURNAL_SCHEMA_VERSION,
+        reset_at: now.to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
+        user: system::user_name(),
+        uid: atomic::effective_uid(),
+        host: system::host_name(),
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        flags: if args.force {
+            vec!["force".to_string()]
+        } else {
+            Vec::new()
+        },
+        ..Entry::default()
+    };
+    for item in &inspected {
+        let Some(summary) = item.summary() else {
+            continue;
+        };
+        match item.source {
+            Source::Sessions => {
+                entry.total_sessions_reset = summary.entries;
+                entry.sessions_by_status = summary.by_status.clone();
+            }
+            Source::Takeovers => entry.takeover_requests_reset = summary.entries,
+        }
+    }
+
+    let to_archive: Vec<&Inspected> = inspected.iter().filter(|i| i.needs_archive()).collect();
+    if to_archive.is_empty() {
+        log::info!("nothing to reset: both active files are empty or missing");
+        drop(inspected);
+        entry.duration_ms = started.elapsed().as_millis() as u64;
+        if let Some(writer) = journal.as_mut() {
+            writer.append(&mut entry)?;
+        }
+        return Ok(report(
+            dir,
+            &entry,
+            args.dry_run,
+            invalid_files,
+            recovered_run_id,
+        ));
+    }
+
+    for item in &to_archive {
+        check_unchanged(dir, item)?;
+    }
+    let run_id = choose_run_id(dir, &now.format("%Y%m%d_%H%M%S").to_string())?;
+    entry.id = Some(run_id.clone());
+    for item in &to_archive {
+        let copied = item.copied.as_ref().expect("archived files were copied");
+        let valid = copied.scan.is_ok();
+        entry.archives.push(ArchiveRecord {
+            file: item.source.archive_name(&run_id, valid),
+            source: item.source,
+            valid,
+            bytes: copied.bytes,
+            sha256: copied.sha256.clone(),
+            entries: item.summary().map(|summary| summary.entries),
+        });
+    }
+
+    if args.dry_run {
+        entry.duration_ms = started.elapsed().as_millis() as u64;
+        return Ok(report(dir, &entry, true, invalid_files, None));
+    }
+
+    let replacements = to_archive
+        .iter()
+        .map(|item| {
+            let (_, metadata) = item.opened.as_ref().expect("archived files were opened");
+            prepare_empty(dir, item.source, metadata)
+        })
+        .collect::<anyhow::Result<Vec<TempFile>>>()?;
+
+    commit(
+        dir,
+        &mut entry,
+        inspected,
+        replacements,
+        journal
+            .as_mut()
+            .expect("a reset that changes files has a journal"),
+        started,
+    )?;
+    Ok(report(dir, &entry, false, invalid_files, recovered_run_id))
+}
+
+/// Opens an active file and, when it exists, copies it into a temporary
+/// archive (or only scans it in a dry run).
+fn inspect(dir: &DataDir, source: Source, dry_run: bool) -> anyhow::Result<Inspected> {
+    let path = dir.join(source.file_name());
+    let opened = atomic::open_regular(&path).map_err(|error| open_error(&path, error))?;
+    let Some((mut file, metadata)) = opened else {
+        log::debug!("{} is missing, so it counts as empty", path.display());
+        return Ok(Inspected {
+            source,
+            opened: None,
+            copied: None,
+            archive: None,
+        });
+    };
+
+    let archive = if dry_run {
+        None
+    } else {
+        check_owner_can_be_kept(&path, &metadata)?;
+        let temp = TempFile::create(dir, &source.archive_name("pending", true))
+            .map_err(|error| create_error(dir, error))?;
+        Some(temp)
+    };
+
+    let copied = archive::copy_and_scan(&mut file, archive.as_ref().map(TempFile::file)).map_err(
+        |error| {
+            io_failure(
+                ErrorKind::Io,
+                error,
+                format!("cannot copy {} into its archive", path.display()),
+            )
+        },
+    )?;
+    if let Some(temp) = &archive {
+        // The copy stays 0600 and owned by this process while it is written.
+        // It then gets the source's owner, so that the backend can read its
+        // history, and the source's mode without execute bits, so that it is
+        // never more readable than the source.
+        let (uid, gid) = owner_for_new_file(&metadata);
+        temp.set_owner_and_mode(uid, gid, metadata.mode() & 0o666)
+            .map_err(|error| {
+                io_failure(
+                    ErrorKind::PermissionDenied,
+                    error,
+                    format!(
+                        "cannot set the owner and mode of archive copy {}",
+                        temp.name()
+                    ),
+                )
+            })?;
+        temp.sync().map_err(|error| {
+            io_failure(
+                ErrorKind::Io,
+                error,
+                format!("cannot sync archive copy {}", temp.name()),
+            )
+        })?;
+    }
+    if let Ok(summary) = &copied.scan {
+        if summary.duplicate_keys > 0 {
+            log::warn!(
+                "{} repeats {} of its keys; each repeated key is counted once, with its last value, as Python's json.load reads it",
+                path.display(),
+                summary.duplicate_keys
+            );
+        }
+    }
+    log::debug!(
+        "read {} bytes of {}, sha256 {}",
+        copied.bytes,
+        path.display(),
+        copied.sha256
+    );
+    Ok(Inspected {
+        source,
+        opened: Some((file, metadata)),
+        copied: Some(copied),
+        archive,
+    })
+}
+
+fn open_error(path: &Path, error: std::io::Error) -> anyhow::Error {
+    let kind = match error.kind() {
+        std::io::ErrorKind::Other => ErrorKind::InvalidData,
+        _ => ErrorKind::Io,
+    };
+    io_failure(kind, error, format!("cannot open {}", path.display()))
+}
+
+fn create_error(dir: &DataDir, error: std::io::Error) -> anyhow::Error {
+    io_failure(
+        ErrorKind::CannotCreate,
+        error,
+        format!("cannot create a temporary file in {}", dir.path().display()),
+    )
+}
+
+/// Returns the owner and group a new file gets from the file it stands for:
+/// the same when this process may give them, else this process's user.
+fn owner_for_new_file(source: &Metadata) -> (u32, u32) {
+    if atomic::is_root() || source.uid() == atomic::effective_uid() {
+        (source.uid(), source.gid())
+    } else {
+        (atomic::effective_uid(), source.gid())
+    }
+}
+
+/// Rejects a reset by a user other than root or the file's owner, because
+/// the replaced file would then belong to that user and the backend could
+/// lose write access to it.
+fn check_owner_can_be_kept(path: &Path, metadata: &Metadata) -> anyhow::Result<()> {
+    if atomic::is_root() || metadata.uid() == atomic::effective_uid() {
+        return Ok(());
+    }
+    Err(failure(
+        ErrorKind::PermissionDenied,
+        format!(
+            "{} belongs to uid {}, and a reset by uid {} could not keep that owner; nothing was changed: run the reset as root or as the file's owner",
+            path.display(),
+            metadata.uid(),
+            atomic::effective_uid()
+        ),
+    ))
+}
+
+/// Fails with every invalid file unless `force` is set; with `force`, returns
+/// the files that will be archived as they are.
+fn check_validity(
+    dir: &DataDir,
+    inspected: &[Inspected],
+    force: bool,
+) -> anyhow::Result<Vec<InvalidFile>> {
+    let mut invalid = Vec::new();
+    for item in inspected {
+        let Some(Err(error)) = item.copied.as_ref().map(|copied| &copied.scan) else {
+            continue;
+        };
+        let path = dir.join(item.source.file_name());
+        let problem = match error.kind {
+            ScanErrorKind::Empty => format!(
+                "{} is empty (0 bytes), which the backend leaves when it stops in the middle of a write",
+                path.display()
+            ),
+            ScanErrorKind::Syntax => format!("{} is not valid JSON: {error}", path.display()),
+            ScanErrorKind::Shape => {
+                format!("{} is not in the backend's shape: {error}", path.display())
+            }
+        };
+        invalid.push(InvalidFile {
+            file: path.display().to_string(),
+            error: problem,
+        });
+    }
+    if invalid.is_empty() {
+        return Ok(invalid);
+    }
+    if force {
+        for file in &invalid {
+            log::warn!("{}; --force archives it as it is", file.error);
+        }
+        return Ok(invalid);
+    }
+    let problems: Vec<&str> = invalid.iter().map(|file| file.error.as_str()).collect();
+    Err(failure(
+        ErrorKind::InvalidData,
+        format!(
+            "{}; nothing was changed: repair the file, or run `order-reset reset --force` to archive it as it is and start empty",
+            problems.join("; ")
+        ),
+    ))
+}
+
+/// Rejects the reset when an active file changed while it was copied, which
+/// only a writer that ignores the lock can cause.
+fn check_unchanged(dir: &DataDir, item: &Inspected) -> anyhow::Result<()> {
+    let (file, before) = item.opened.as_ref().expect("archived files were opened");
+    let path = dir.join(item.source.file_name());
+    let now = file.metadata().map_err(|error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot stat {}", path.display()),
+        )
+    })?;
+    let same = now.len() == before.len()
+        && now.mtime() == before.mtime()
+        && now.mtime_nsec() == before.mtime_nsec()
+        && now.ctime() == before.ctime()
+        && now.ctime_nsec() == before.ctime_nsec();
+    let copied = item.copied.as_ref().map_or(0, |copied| copied.bytes);
+    if same && copied == now.len() {
+        return Ok(());
+    }
+    Err(failure(
+        ErrorKind::LockBusy,
+        format!(
+            "{} changed while it was being archived, so a process writes it without holding order-reset.lock; nothing was changed: try again, and make the backend take the lock",
+            path.display()
+        ),
+    ))
+}
+
+/// Picks the first run id, `stamp`, `stamp_2`, `stamp_3` and so on, for which
+/// no archive name exists yet, so that resets in the same second never share
+/// a name.
+fn choose_run_id(dir: &DataDir, stamp: &str) -> anyhow::Result<String> {
+    for n in 1..10_000u32 {
+        let run_id = if n == 1 {
+            stamp.to_string()
+        } else {
+            format!("{stamp}_{n}")
+        };
+        let mut taken = false;
+        for source in Source::ALL {
+            for valid in [true, false] {
+                let path = dir.join(&source.archive_name(&run_id, valid));
+                match std::fs::symlink_metadata(&path) {
+                    Ok(_) => taken = true,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => {
+                        return Err(io_failure(
+                            ErrorKind::Io,
+                            error,
+                            format!("cannot check whether {} exists", path.display()),
+                        ));
+                    }
+                }
+            }
+        }
+        if !taken {
+            return Ok(run_id);
+        }
+    }
+    Err(failure(
+        ErrorKind::CannotCreate,
+        format!(
+            "every archive name for {stamp} is taken in {}",
+            dir.path().display()
+        ),
+    ))
+}
+
+/// Writes `{}` into a temporary file with the owner, group and mode of the
+/// active file it will replace, and syncs it.
+pub fn prepare_empty(
+    dir: &DataDir,
+    source: Source,
+    metadata: &Metadata,
+) -> anyhow::Result<TempFile> {
+    let temp =
+        TempFile::create(dir, source.file_name()).map_err(|error| create_error(dir, error))?;
+    let (uid, gid) = owner_for_new_file(metadata);
+    let result = (|| {
+        let mut file = temp.file();
+        file.write_all(EMPTY_STATE)?;
+        temp.set_owner_and_mode(uid, gid, metadata.mode())?;
+        temp.sync()
+    })();
+    result.map_err(|error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!(
+                "cannot prepare the empty replacement {} for {}",
+                temp.name(),
+                source.file_name()
+            ),
+        )
+    })?;
+    Ok(temp)
+}
+
+/// Makes the reset visible: pending record, archives, active files, journal.
+fn commit(
+    dir: &DataDir,
+    entry: &mut Entry,
+    inspected: Vec<Inspected>,
+    replacements: Vec<TempFile>,
+    journal: &mut journal::Writer,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let mut archives = Vec::new();
+    let mut files = Vec::new();
+    let mut old_files = Vec::new();
+    for item in inspected {
+        if !item.needs_archive() {
+            continue;
+        }
+        let record = entry
+            .archives
+            .iter()
+            .find(|record| record.source == item.source)
+            .expect("every archived file has a record");
+        let temp = item
+            .archive
+            .expect("a reset that changes files has archive copies");
+        files.push(PendingFile {
+            source: item.source,
+            archive: record.file.clone(),
+            temp: temp.name().to_string(),
+            sha256: record.sha256.clone(),
+            bytes: record.bytes,
+        });
+        archives.push((temp, record.file.clone(), record.entries));
+        old_files.push(item.opened.expect("archived files were opened"));
+    }
+
+    let dir_error = |error: std::io::Error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot sync data directory {}", dir.path().display()),
+        )
+    };
+
+    pending::write(
+        dir,
+        &Pending {
+            entry: entry.clone(),
+            files,
+        },
+    )?;
+    failpoint::check("after-pending")?;
+
+    for (temp, name, entries) in archives {
+        temp.persist(dir, &name, false).map_err(|error| {
+            io_failure(
+                ErrorKind::CannotCreate,
+                error,
+                format!("cannot create archive {}", dir.join(&name).display()),
+            )
+        })?;
+        let noun = if name.starts_with("session") {
+            "session"
+        } else {
+            "takeover request"
+        };
+        match entries {
+            Some(count) => log::info!(
+                "archived {} to {}",
+                count_noun(count, noun),
+                dir.join(&name).display()
+            ),
+            None => log::info!("archived invalid content to {}", dir.join(&name).display()),
+        }
+    }
+    atomic::sync_dir(dir.path()).map_err(dir_error)?;
+    failpoint::check("after-archives")?;
+
+    for (index, temp) in replacements.into_iter().enumerate() {
+        let target = entry.archives[index].source.file_name();
+        temp.persist(dir, target, true).map_err(|error| {
+            io_failure(
+                ErrorKind::Io,
+                error,
+                format!("cannot replace {}", dir.join(target).display()),
+            )
+        })?;
+        if index == 0 {
+            failpoint::check("after-replace-sessions")?;
+        }
+    }
+    atomic::sync_dir(dir.path()).map_err(dir_error)?;
+    failpoint::check("after-replace")?;
+
+    for (file, before) in &old_files {
+        warn_if_written_late(dir, file, before);
+    }
+
+    entry.duration_ms = started.elapsed().as_millis() as u64;
+    journal.append(entry)?;
+    failpoint::check("after-journal")?;
+    pending::remove(dir);
+    log::info!(
+        "reset complete: {} and {} in {} ms",
+        count_noun(entry.total_sessions_reset, "session"),
+        count_noun(entry.takeover_requests_reset, "takeover request"),
+        entry.duration_ms
+    );
+    Ok(())
+}
+
+/// Logs an error when a replaced file was written after it was archived.
+///
+/// NOTE: only a writer that ignores the lock and holds the old file open
+/// across the rename can do this; its late bytes stay in the unlinked inode
+/// and are reported, not rescued.
+fn warn_if_written_late(dir: &DataDir, file: &File, before: &Metadata) {
+    let Ok(after) = file.metadata() else {
+        return;
+    };
+    if after.len() != before.len()
+        || after.mtime() != before.mtime()
+        || after.mtime_nsec() != before.mtime_nsec()
+    {
+        log::error!(
+            "a file in {} was written after it was archived, by a process that ignores order-reset.lock; those writes are not in the archive",
+            dir.path().display()
+        );
+    }
+}
+
+fn report(
+    dir: &DataDir,
+    entry: &Entry,
+    dry_run: bool,
+    invalid_files: Vec<InvalidFile>,
+    recovered_run_id: Option<String>,
+) -> Report {
+    let archive_path = |source: Source| {
+        entry
+            .archives
+            .iter()
+            .find(|record| record.source == source)
+            .map(|record| dir.join(&record.file).display().to_string())
+    };
+    Report {
+        success: true,
+        total_sessions_reset: entry.total_sessions_reset,
+        sessions_by_status: entry.sessions_by_status.clone(),
+        archived_to: archive_path(Source::Sessions),
+        reset_at: entry.reset_at.clone(),
+        takeover_requests_reset: entry.takeover_requests_reset,
+        takeover_archived_to: archive_path(Source::Takeovers),
+        dry_run,
+        duration_ms: entry.duration_ms,
+        run_id: entry.id.clone(),
+        invalid_files,
+        recovered_run_id,
+    }
+}
+
+impl Render for Report {
+    fn render_human(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        if let Some(run_id) = &self.recovered_run_id {
+            let _ = writeln!(out, "Completed interrupted reset {run_id} first.");
+        }
+        let counts = format!(
+            "{}{} and {}",
+            count_noun(self.total_sessions_reset, "session"),
+            format_counts(&self.sessions_by_status),
+            count_noun(self.takeover_requests_reset, "takeover request"),
+        );
+        let nothing = self.archived_to.is_none() && self.takeover_archived_to.is_none();
+        let _ = match (self.dry_run, nothing) {
+            (true, true) => writeln!(out, "Dry run: nothing to reset ({counts})."),
+            (true, false) => writeln!(
+                out,
+                "Dry run, nothing changed. A reset would archive {counts}:"
+            ),
+            (false, true) => writeln!(out, "Nothing to reset ({counts})."),
+            (false, false) => writeln!(out, "Reset {counts}:"),
+        };
+        if let Some(path) = &self.archived_to {
+            let _ = writeln!(out, "  sessions archived to           {path}");
+        }
+        if let Some(path) = &self.takeover_archived_to {
+            let _ = writeln!(out, "  takeover requests archived to  {path}");
+        }
+        for file in &self.invalid_files {
+            let _ = writeln!(out, "  forced: {}", file.error);
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The `status` command: the active files, the last reset, the archives and
+//! the lock, read without changing anything. A file that cannot be read or
+//! parsed is reported in the output, not raised as an error.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use chrono::{DateTime, Local, TimeZone};
+use serde::Serialize;
+
+use crate::archive;
+use crate::atomic;
+use crate::clock;
+use crate::datadir::{DataDir, PENDING_FILE, Source};
+use crate::journal;
+use crate::lock::{self, LockState};
+use crate::output::{Render, count_noun, format_age, format_counts, format_size};
+use crate::pending;
+
+/// Version of the `status --json` document.
+pub const STATUS_SCHEMA_VERSION: u32 = 1;
+
+/// The result of `status`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub data_dir: String,
+    pub sessions: FileStatus,
+    pub takeover_requests: FileStatus,
+    /// The newest reset in the journal; `null` when there is none.
+    pub last_reset: Option<LastReset>,
+    pub archives: ArchiveTotals,
+    pub lock: LockState,
+    /// Run id of an interrupted reset that the next reset completes.
+    pub pending_reset: Option<String>,
+    /// Journal lines that could not be parsed, as `line N: error`.
+    pub journal_errors: Vec<String>,
+}
+
+/// One active file.
+#[derive(Debug, Serialize)]
+pub struct FileStatus {
+    pub file: String,
+    pub exists: bool,
+    pub bytes: Option<u64>,
+    /// Modification time, RFC 3339 with UTC offset.
+    pub modified_at: Option<String>,
+    /// Number of entries; `null` when the file is missing or invalid.
+    pub entries: Option<u64>,
+    pub by_status: BTreeMap<String, u64>,
+    /// Why the file could not be read or parsed.
+    pub error: Option<String>,
+}
+
+/// The newest reset in the journal.
+#[derive(Debug, Serialize)]
+pub struct LastReset {
+    pub reset_at: String,
+    /// Seconds from the reset to now.
+    pub age_seconds: Option<i64>,
+    pub run_id: Option<String>,
+    pub total_sessions_reset: u64,
+    pub sessions_by_status: BTreeMap<String, u64>,
+    pub takeover_requests_reset: u64,
+    pub archives: Vec<String>,
+}
+
+/// Archive files present in the data directory, legacy ones included.
+#[derive(Debug, Serialize)]
+pub struct ArchiveTotals {
+    pub count: usize,
+    pub total_bytes: u64,
+}
+
+/// Builds the status report.
+pub fn run(dir: &DataDir) -> anyhow::Result<Report> {
+    let lock_state = lock::probe(dir);
+    // A shared lock waits for a write in progress, so that a file is not
+    // reported invalid only because it was read half-written. Status still
+    // reports when the lock stays busy.
+    let _shared = lock::acquire_shared_if_exists(dir, Duration::from_secs(2))
+        .inspect_err(|error| log::debug!("reading without the lock: {error:#}"))
+        .ok()
+        .flatten();
+
+    let sessions = file_status(dir, Source::Sessions);
+    let takeover_requests = file_status(dir, Source::Takeovers);
+
+    let mut journal_errors = Vec::new();
+    let mut last_reset = None;
+    for line in journal::read_all(dir)? {
+        match line.entry {
+            Ok(entry) => last_reset = Some(entry),
+            Err(error) => journal_errors.push(format!("line {}: {error}", line.number)),
+        }
+    }
+    let now = clock::now();
+    let last_reset = last_reset.map(|entry| LastReset {
+        age_seconds: DateTime::parse_from_rfc3339(&entry.reset_at)
+            .ok()
+            .map(|time| (now - time).num_seconds()),
+        reset_at: entry.reset_at,
+        run_id: entry.id,
+        total_sessions_reset: entry.total_sessions_reset,
+        sessions_by_status: entry.sessions_by_status,
+        takeover_requests_reset: entry.takeover_requests_reset,
+        archives: entry
+            .archives
+            .into_iter()
+            .map(|record| record.file)
+            .collect(),
+    });
+
+    let mut archives = ArchiveTotals {
+        count: 0,
+        total_bytes: 0,
+    };
+    for (_, name) in dir.archives()? {
+        if let Ok(metadata) = std::fs::symlink_metadata(dir.join(&name)) {
+            archives.count += 1;
+            archives.total_bytes += metadata.len();
+        }
+    }
+
+    let pending_reset = if dir.join(PENDING_FILE).exists() {
+        match pending::read(dir) {
+            Ok(record) => record.and_then(|record| record.entry.id),
+            Err(error) => Some(format!("unreadable: {error:#}")),
+        }
+    } else {
+        None
+    };
+
+    Ok(Report {
+        schema_version: STATUS_SCHEMA_VERSION,
+        data_dir: dir.path().display().to_string(),
+        sessions,
+        takeover_requests,
+        last_reset,
+        archives,
+        lock: lock_state,
+        pending_reset,
+        journal_errors,
+    })
+}
+
+fn file_status(dir: &DataDir, source: Source) -> FileStatus {
+    let path = dir.join(source.file_name());
+    let mut status = FileStatus {
+        file: path.display().to_string(),
+        exists: false,
+        bytes: None,
+        modified_at: None,
+        entries: None,
+        by_status: BTreeMap::new(),
+        error: None,
+    };
+    let (mut file, metadata) = match atomic::open_regular(&path) {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return status,
+        Err(error) => {
+            status.exists = std::fs::symlink_metadata(&path).is_ok();
+            status.error = Some(error.to_string());
+            return status;
+        }
+    };
+    status.exists = true;
+    status.bytes = Some(metadata.len());
+    status.modified_at = Local
+        .timestamp_opt(metadata.mtime(), metadata.mtime_nsec() as u32)
+        .single()
+        .map(|time| time.fixed_offset().to_rfc3339());
+    match archive::copy_and_scan(&mut file, None) {
+        Ok(copied) => match copied.scan {
+            Ok(summary) => {
+                status.entries = Some(summary.entries);
+                status.by_status = summary.by_status;
+            }
+            Err(error) => status.error = Some(format!("invalid: {error}")),
+        },
+        Err(error) => status.error = Some(format!("cannot read: {error}")),
+    }
+    status
+}
+
+fn render_file(out: &mut String, label: &str, noun: &str, file: &FileStatus) {
+    use std::fmt::Write as _;
+    let detail = if !file.exists {
+        "missing (counts as empty)".to_string()
+    } else if let Some(error) = &file.error {
+        error.clone()
+    } else {
+        format!(
+            "{}{}, {}, modified {}",
+            count_noun(file.entries.unwrap_or(0), noun),
+            format_counts(&file.by_status),
+            format_size(file.bytes.unwrap_or(0)),
+            file.modified_at.as_deref().unwrap_or("unknown")
+        )
+    };
+    let _ = writeln!(out, "{label:<19}{detail}");
+}
+
+impl Render for Report {
+    fn render_human(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(out, "{:<19}{}", "data directory", self.data_dir);
+        render_file(out, "sessions", "session", &self.sessions);
+        render_file(
+            out,
+            "takeover requests",
+            "takeover request",
+            &self.takeover_requests,
+        );
+        let last = match &self.last_reset {
+            None => "none in the journal".to_string(),
+            Some(reset) => format!(
+                "{} ({} ago): {}{}, {}",
+                reset.reset_at,
+                reset.age_seconds.map_or("unknown".to_string(), format_age),
+                count_noun(reset.total_sessions_reset, "session"),
+                format_counts(&reset.sessions_by_status),
+                count_noun(reset.takeover_requests_reset, "takeover request"),
+            ),
+        };
+        let _ = writeln!(out, "{:<19}{last}", "last reset");
+        let _ = writeln!(
+            out,
+            "{:<19}{} files, {}",
+            "archives",
+            self.archives.count,
+            format_size(self.archives.total_bytes)
+        );
+        let lock = match &self.lock {
+            LockState::Missing => "free (no lock file yet)".to_string(),
+            LockState::Free => "free".to_string(),
+            LockState::Held { description, .. } => format!("held by {description}"),
+            LockState::Unreadable { error } => format!("unknown: {error}"),
+        };
+        let _ = writeln!(out, "{:<19}{lock}", "lock");
+        if let Some(run_id) = &self.pending_reset {
+            let _ = writeln!(
+                out,
+                "{:<19}reset {run_id} was interrupted; the next reset completes it",
+                "pending"
+            );
+        }
+        for error in &self.journal_errors {
+            let _ = writeln!(out, "{:<19}unreadable {error}", "journal");
+        }
+    }
+}

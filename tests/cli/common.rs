@@ -1,0 +1,177 @@
+//! Shared helpers for the integration tests: a temporary data directory and a
+//! way to run the built binary on it with a scrubbed environment.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+pub const SESSIONS: &str = "scan_sessions.json";
+pub const TAKEOVERS: &str = "takeover_requests.json";
+pub const JOURNAL: &str = "order-reset-journal.jsonl";
+pub const LOCK: &str = "order-reset.lock";
+
+/// Environment variables that would change the binary's behaviour and must
+/// not leak in from the shell that runs the tests.
+const SCRUBBED: &[&str] = &[
+    "ORDER_RESET_DATA_DIR",
+    "ORDER_RESET_NOW",
+    "ORDER_RESET_FAILPOINT",
+    "RUST_LOG",
+    "JOURNAL_STREAM",
+];
+
+/// Returns the real backend fixtures directory, or `None` (with a message)
+/// when it is not present beside the project.
+pub fn real_fixtures() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/real");
+    if path.is_dir() {
+        Some(path)
+    } else {
+        eprintln!("skipping: {} is not present", path.display());
+        None
+    }
+}
+
+/// Returns the sample data directory shipped in `examples/data`.
+pub fn sample_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data")
+}
+
+/// A temporary data directory.
+pub struct DataDir {
+    pub temp: TempDir,
+}
+
+impl DataDir {
+    pub fn new() -> DataDir {
+        DataDir {
+            temp: tempfile::Builder::new()
+                .prefix("order-reset-test")
+                .tempdir()
+                .expect("create temporary directory"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.temp.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) {
+        fs::write(self.file(name), bytes).expect("write test file");
+    }
+
+    pub fn read(&self, name: &str) -> Vec<u8> {
+        fs::read(self.file(name)).unwrap_or_else(|error| panic!("read {name}: {error}"))
+    }
+
+    pub fn copy_in(&self, from: &Path, name: &str) {
+        fs::copy(from, self.file(name)).expect("copy fixture");
+    }
+
+    /// Returns the sorted names of the files in the directory.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Returns the names that start with `prefix`, sorted.
+    pub fn names_with(&self, prefix: &str) -> Vec<String> {
+        self.names()
+            .into_iter()
+            .filter(|name| name.starts_with(prefix))
+            .collect()
+    }
+
+    pub fn mode(&self, name: &str) -> u32 {
+        fs::symlink_metadata(self.file(name)).unwrap().mode() & 0o7777
+    }
+
+    pub fn owner(&self, name: &str) -> (u32, u32) {
+        let metadata = fs::symlink_metadata(self.file(name)).unwrap();
+        (metadata.uid(), metadata.gid())
+    }
+
+    /// Returns a command for the binary with `--data-dir` set to this directory.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = bare_command();
+        command.arg("--data-dir").arg(self.path()).args(args);
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run order-reset")
+    }
+
+    /// Runs with `--json` and returns the exit code and parsed stdout.
+    pub fn run_json(&self, args: &[&str]) -> (i32, serde_json::Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let output = self.run(&all);
+        let value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+            panic!(
+                "stdout is not one JSON document ({error}): {}\nstderr: {}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        (output.status.code().expect("exit code"), value)
+    }
+
+    /// Returns the journal's parsed lines.
+    pub fn journal(&self) -> Vec<serde_json::Value> {
+        let Ok(text) = fs::read_to_string(self.file(JOURNAL)) else {
+            return Vec::new();
+        };
+        text.lines()
+            .map(|line| serde_json::from_str(line).expect("journal line is JSON"))
+            .collect()
+    }
+}
+
+/// Returns a command for the binary with a scrubbed environment and UTC.
+pub fn bare_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_order-reset"));
+    for name in SCRUBBED {
+        command.env_remove(name);
+    }
+    command.env("TZ", "UTC");
+    command
+}
+
+/// Returns the exit code, panicking with the output when there is none.
+pub fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or_else(|| {
+        panic!(
+            "killed by a signal; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Returns whether the tests run as root, which chown tests need.
+pub fn is_root() -> bool {
+    fs::metadata("/proc/self")
+        .map(|metadata| metadata.uid() == 0)
+        .unwrap_or(false)
+}

@@ -1,0 +1,108 @@
+//! `history`: journaled resets and legacy archives, newest first.
+
+use std::fs;
+
+use serde_json::json;
+
+use crate::common::{DataDir, SESSIONS, code, real_fixtures, sample_data, stderr, stdout};
+
+fn reset_at(dir: &DataDir, now: &str, sessions: &str) {
+    dir.write(SESSIONS, sessions);
+    let output = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", now)
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
+}
+
+#[test]
+fn history_lists_resets_and_legacy_archives() {
+    let dir = DataDir::new();
+    dir.copy_in(
+        &sample_data().join("session_history_20260301_000000.json"),
+        "session_history_20260301_000000.json",
+    );
+    reset_at(
+        &dir,
+        "2026-12-03T00:00:00+00:00",
+        r#"{"a": {"status": "draft"}}"#,
+    );
+    let latest = r#"{"b": {"status": "approved"}, "c": {"status": "approved"}}"#;
+    reset_at(&dir, "2026-12-04T00:00:00+00:00", latest);
+
+    let (exit, report) = dir.run_json(&["history"]);
+    assert_eq!(exit, 0);
+    let resets = report["resets"].as_array().unwrap();
+    assert_eq!(resets.len(), 3);
+    assert_eq!(resets[0]["run_id"], json!("20261204_000000"));
+    assert_eq!(resets[0]["origin"], json!("journal"));
+    assert_eq!(resets[0]["total_sessions_reset"], json!(2));
+    assert_eq!(resets[0]["sessions_by_status"], json!({"approved": 2}));
+    assert_eq!(
+        resets[0]["archives"],
+        json!([{"file": "session_history_20261204_000000.json", "bytes": latest.len()}])
+    );
+    assert_eq!(resets[1]["run_id"], json!("20261203_000000"));
+    assert_eq!(resets[2]["run_id"], json!("20260301_000000"));
+    assert_eq!(resets[2]["origin"], json!("archive"));
+    assert_eq!(resets[2]["total_sessions_reset"], json!(1));
+    assert_eq!(resets[2]["sessions_by_status"], json!({"approved": 1}));
+    assert_eq!(resets[2]["takeover_requests_reset"], json!(null));
+    assert_eq!(resets[2]["reset_at"], json!("2026-03-01T00:00:00+00:00"));
+
+    let (_, limited) = dir.run_json(&["history", "--limit", "1"]);
+    assert_eq!(limited["resets"].as_array().unwrap().len(), 1);
+    assert_eq!(limited["resets"][0]["run_id"], json!("20261204_000000"));
+}
+
+#[test]
+fn history_human_output() {
+    let dir = DataDir::new();
+    reset_at(
+        &dir,
+        "2026-12-04T00:00:00+00:00",
+        r#"{"a": {"status": "draft"}}"#,
+    );
+    let output = dir.run(&["history"]);
+    assert_eq!(code(&output), 0);
+    assert_eq!(
+        stdout(&output),
+        "2026-12-04T00:00:00.000000+00:00  1 session (draft 1), 0 takeover requests\n    session_history_20261204_000000.json  26 B\n"
+    );
+}
+
+#[test]
+fn history_reads_real_legacy_archives() {
+    let Some(fixtures) = real_fixtures() else {
+        return;
+    };
+    let dir = DataDir::new();
+    for name in [
+        "session_history_20251205_120337.json",
+        "session_history_20251205_120402.json",
+    ] {
+        fs::copy(fixtures.join(name), dir.file(name)).unwrap();
+    }
+    let (exit, report) = dir.run_json(&["history"]);
+    assert_eq!(exit, 0);
+    let resets = report["resets"].as_array().unwrap();
+    assert_eq!(resets.len(), 2);
+    assert_eq!(resets[0]["run_id"], json!("20251205_120402"));
+    assert_eq!(resets[0]["total_sessions_reset"], json!(1));
+    assert_eq!(resets[0]["sessions_by_status"], json!({"approved": 1}));
+    assert_eq!(resets[1]["run_id"], json!("20251205_120337"));
+    assert_eq!(resets[1]["total_sessions_reset"], json!(4));
+    assert_eq!(
+        resets[1]["sessions_by_status"],
+        json!({"approved": 2, "draft": 2})
+    );
+}
+
+#[test]
+fn history_of_empty_directory() {
+    let dir = DataDir::new();
+    let output = dir.run(&["history"]);
+    assert_eq!(code(&output), 0);
+    assert_eq!(stdout(&output), "No resets yet.\n");
+}

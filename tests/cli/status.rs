@@ -1,0 +1,104 @@
+//! `status`: active files, last reset, archives and lock, read-only.
+
+use std::fs;
+
+use serde_json::json;
+
+use crate::common::{DataDir, LOCK, SESSIONS, TAKEOVERS, code, sample_data, stderr, stdout};
+
+#[test]
+fn status_reports_files_and_last_reset() {
+    let dir = DataDir::new();
+    let sessions = fs::read(sample_data().join(SESSIONS)).unwrap();
+    dir.write(SESSIONS, &sessions);
+    dir.copy_in(&sample_data().join(TAKEOVERS), TAKEOVERS);
+    dir.copy_in(
+        &sample_data().join("session_history_20260301_000000.json"),
+        "session_history_20260301_000000.json",
+    );
+
+    let (exit, before) = dir.run_json(&["status"]);
+    assert_eq!(exit, 0);
+    assert_eq!(before["schema_version"], json!(1));
+    assert_eq!(before["sessions"]["entries"], json!(5));
+    assert_eq!(before["sessions"]["bytes"], json!(sessions.len()));
+    assert_eq!(before["sessions"]["by_status"]["draft"], json!(1));
+    assert_eq!(before["takeover_requests"]["entries"], json!(1));
+    assert_eq!(before["last_reset"], json!(null));
+    assert_eq!(before["archives"]["count"], json!(1));
+    assert_eq!(before["lock"]["state"], json!("missing"));
+
+    let output = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", "2026-12-04T00:00:00+00:00")
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
+
+    let output = dir
+        .command(&["--json", "status"])
+        .env("ORDER_RESET_NOW", "2026-12-04T02:30:00+00:00")
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0);
+    let after: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(after["sessions"]["entries"], json!(0));
+    assert_eq!(after["last_reset"]["run_id"], json!("20261204_000000"));
+    assert_eq!(after["last_reset"]["total_sessions_reset"], json!(5));
+    assert_eq!(after["last_reset"]["takeover_requests_reset"], json!(1));
+    assert_eq!(after["last_reset"]["age_seconds"], json!(9000));
+    assert_eq!(after["archives"]["count"], json!(3));
+    assert_eq!(after["lock"]["state"], json!("free"));
+}
+
+#[test]
+fn status_reports_invalid_file_without_failing() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, "{\"a\": ");
+    let (exit, report) = dir.run_json(&["status"]);
+    assert_eq!(exit, 0);
+    assert_eq!(report["sessions"]["entries"], json!(null));
+    let error = report["sessions"]["error"].as_str().unwrap();
+    assert!(error.starts_with("invalid: line 1"), "{error}");
+    assert_eq!(dir.read(SESSIONS), b"{\"a\": ");
+}
+
+#[test]
+fn status_is_read_only() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, r#"{"a": {"status": "draft"}}"#);
+    let before = dir.names();
+    let output = dir.run(&["status"]);
+    assert_eq!(code(&output), 0);
+    assert!(
+        stdout(&output).contains("1 session (draft 1)"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(dir.names(), before, "status creates no file");
+}
+
+#[test]
+fn status_names_the_lock_holder() {
+    let dir = DataDir::new();
+    dir.write(LOCK, "");
+    let mut holder = std::process::Command::new("flock")
+        .args(["--exclusive", "--no-fork"])
+        .arg(dir.file(LOCK))
+        .args(["-c", "echo locked; exec sleep 60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let (exit, report) = dir.run_json(&["status"]);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(exit, 0);
+    assert_eq!(report["lock"]["state"], json!("held"));
+    assert_eq!(report["lock"]["pid"], json!(holder.id()));
+}
