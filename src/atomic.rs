@@ -136,6 +136,19 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Checks that this process may write `path`, by its effective user id.
+pub fn check_writable(path: &Path) -> io::Result<()> {
+    let path = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: the path is a valid NUL-terminated string for the whole call.
+    let result =
+        unsafe { libc::faccessat(libc::AT_FDCWD, path.as_ptr(), libc::W_OK, libc::AT_EACCESS) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Syncs a directory so that the renames and links in it survive a crash.
 pub fn sync_dir(path: &Path) -> io::Result<()> {
     let dir = OpenOptions::new()

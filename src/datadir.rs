@@ -151,9 +151,15 @@ impl DataDir {
                 ),
             ));
         }
+        // The backend's user owns the sessions file; the directory itself
+        // may belong to root with a group the backend is in.
+        let owner = match fs::symlink_metadata(path.join(SESSIONS_FILE)) {
+            Ok(sessions) if sessions.file_type().is_file() => (sessions.uid(), sessions.gid()),
+            _ => (metadata.uid(), metadata.gid()),
+        };
         Ok(DataDir {
             path: path.to_path_buf(),
-            owner: (metadata.uid(), metadata.gid()),
+            owner,
         })
     }
 
@@ -166,8 +172,9 @@ impl DataDir {
         self.path.join(name)
     }
 
-    /// Returns the directory's owner and group, given to the lock file and
-    /// journal when root creates them so that the backend's user can use them.
+    /// Returns the owner and group of `scan_sessions.json`, or of the
+    /// directory when that file is missing. Root gives them to the lock file
+    /// and the journal it creates, so that the backend's user can use them.
     pub fn owner(&self) -> (u32, u32) {
         self.owner
     }

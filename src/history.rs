@@ -24,6 +24,8 @@ pub const HISTORY_SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub schema_version: u32,
+    /// Number of resets found, before `--limit`.
+    pub total: usize,
     /// Resets, newest first.
     pub resets: Vec<Reset>,
     /// Journal lines that could not be parsed, as `line N: error`.
@@ -97,14 +99,25 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
                 }
             })
             .collect();
+        // A forced reset of an unparseable file archived entries it could not count.
+        let uncounted = |source: Source| {
+            entry
+                .archives
+                .iter()
+                .any(|record| record.source == source && !record.valid)
+        };
+        let total_sessions_reset =
+            (!uncounted(Source::Sessions)).then_some(entry.total_sessions_reset);
+        let takeover_requests_reset =
+            (!uncounted(Source::Takeovers)).then_some(entry.takeover_requests_reset);
         resets.push(Reset {
             origin: "journal",
             sort_key: (timestamp, entry.id.clone().unwrap_or_default()),
             run_id: entry.id,
             reset_at: entry.reset_at,
-            total_sessions_reset: Some(entry.total_sessions_reset),
+            total_sessions_reset,
             sessions_by_status: entry.sessions_by_status,
-            takeover_requests_reset: Some(entry.takeover_requests_reset),
+            takeover_requests_reset,
             archives,
             recovered: entry.recovered,
             user: Some(entry.user),
@@ -125,12 +138,14 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
         resets.push(archive_only_reset(dir, &run_id, files, &sizes));
     }
 
+    let total = resets.len();
     resets.sort_by(|a, b| b.sort_key.cmp(&a.sort_key));
     if let Some(limit) = args.limit {
         resets.truncate(limit);
     }
     Ok(Report {
         schema_version: HISTORY_SCHEMA_VERSION,
+        total,
         resets,
         journal_errors,
     })
@@ -194,7 +209,7 @@ fn archive_only_reset(
 impl Render for Report {
     fn render_human(&self, out: &mut String) {
         use std::fmt::Write as _;
-        if self.resets.is_empty() {
+        if self.total == 0 {
             let _ = writeln!(out, "No resets yet.");
         }
         for reset in &self.resets {
@@ -204,11 +219,11 @@ impl Render for Report {
                     count_noun(count, "session"),
                     format_counts(&reset.sessions_by_status)
                 ),
-                None => "sessions unknown".to_string(),
+                None => "sessions not counted".to_string(),
             };
             let takeovers = match reset.takeover_requests_reset {
                 Some(count) => count_noun(count, "takeover request"),
-                None => "takeover requests unknown".to_string(),
+                None => "takeover requests not counted".to_string(),
             };
             let mut notes = Vec::new();
             if reset.origin == "archive" {

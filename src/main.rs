@@ -43,7 +43,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let kind = error::kind_of(&error);
-            let message = error::one_line(&error);
+            let mut message = error::one_line(&error);
+            if kind == ErrorKind::PermissionDenied && !message.contains(": run ") {
+                message.push_str(": run order-reset as root or as the owner of the data files");
+            }
             log::error!("{message}");
             if cli.json {
                 print_json(&FailureReport {
@@ -75,7 +78,13 @@ fn usage_error(error: clap::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if std::env::args_os().any(|arg| arg == "--json") {
-        let text = error.kind().to_string();
+        let rendered = error.render().to_string();
+        let text = rendered
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_string();
         print_json(&FailureReport {
             success: false,
             error: text,
@@ -113,11 +122,14 @@ fn data_dir_path(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
     }
 }
 
-/// Prints a result: JSON with `--json`, else the human text unless `-q`.
+/// Prints a result: JSON with `--json`, else the human text. `-q` drops the
+/// human summary of `reset`, so that a successful cron run prints nothing;
+/// `status` and `history` print their report regardless.
 fn emit(cli: &Cli, result: &impl Render) {
+    let summary_only = matches!(cli.command, Command::Reset(_));
     if cli.json {
         print_json(result);
-    } else if cli.quiet == 0 {
+    } else if cli.quiet == 0 || !summary_only {
         let mut text = String::new();
         result.render_human(&mut text);
         print_stdout(&text);

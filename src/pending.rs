@@ -141,9 +141,29 @@ pub fn complete(dir: &DataDir, journal: &mut journal::Writer) -> anyhow::Result<
         )
     })?;
 
+    if in_place.is_empty() {
+        log::warn!(
+            "interrupted reset {run_id} had not put any archive in place; nothing of it took effect"
+        );
+        remove(dir);
+        return Ok(None);
+    }
+    // A file whose archive is not in place was not reset, so its counts go.
     entry
         .archives
         .retain(|record| in_place.contains(&record.file));
+    for source in Source::ALL {
+        if entry.archives.iter().any(|record| record.source == source) {
+            continue;
+        }
+        match source {
+            Source::Sessions => {
+                entry.total_sessions_reset = 0;
+                entry.sessions_by_status.clear();
+            }
+            Source::Takeovers => entry.takeover_requests_reset = 0,
+        }
+    }
     entry.recovered = true;
     journal.append(&mut entry)?;
     remove(dir);

@@ -120,6 +120,8 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
     };
     failpoint::check("after-lock")?;
 
+    preflight(dir)?;
+
     let mut journal = None;
     let mut recovered_run_id = None;
     if args.dry_run {
@@ -360,6 +362,43 @@ fn check_owner_can_be_kept(path: &Path, metadata: &Metadata) -> anyhow::Result<(
     ))
 }
 
+/// Checks, before anything is created, what would make the reset fail for
+/// lack of permission, so that a dry run reports it too.
+fn preflight(dir: &DataDir) -> anyhow::Result<()> {
+    for source in Source::ALL {
+        let path = dir.join(source.file_name());
+        if let Ok(metadata) = std::fs::symlink_metadata(&path) {
+            if metadata.file_type().is_file() {
+                check_owner_can_be_kept(&path, &metadata)?;
+            }
+        }
+    }
+    atomic::check_writable(dir.path()).map_err(|error| {
+        io_failure(
+            ErrorKind::CannotCreate,
+            error,
+            format!(
+                "cannot create files in data directory {}; nothing was changed",
+                dir.path().display()
+            ),
+        )
+    })?;
+    let journal = dir.join(crate::datadir::JOURNAL_FILE);
+    if journal.exists() {
+        atomic::check_writable(&journal).map_err(|error| {
+            io_failure(
+                ErrorKind::CannotCreate,
+                error,
+                format!(
+                    "cannot write journal {}; nothing was changed",
+                    journal.display()
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Fails with every invalid file unless `force` is set; with `force`, returns
 /// the files that will be archived as they are.
 fn check_validity(
@@ -542,14 +581,6 @@ fn commit(
         old_files.push(item.opened.expect("archived files were opened"));
     }
 
-    let dir_error = |error: std::io::Error| {
-        io_failure(
-            ErrorKind::Io,
-            error,
-            format!("cannot sync data directory {}", dir.path().display()),
-        )
-    };
-
     pending::write(
         dir,
         &Pending {
@@ -557,8 +588,67 @@ fn commit(
             files,
         },
     )?;
-    failpoint::check("after-pending")?;
 
+    // Until the first archive is in place nothing is visible, so a failure
+    // removes the pending record and the temporary copies. After that, the
+    // record stays and the next reset completes this one.
+    let mut persisted = 0;
+    let result = persist_archives(dir, archives, &mut persisted);
+    if let Err(error) = result {
+        if persisted == 0 {
+            pending::remove(dir);
+            return Err(error);
+        }
+        return Err(incomplete(entry, error));
+    }
+
+    let replaced = (|| {
+        for (index, temp) in replacements.into_iter().enumerate() {
+            let target = entry.archives[index].source.file_name();
+            temp.persist(dir, target, true).map_err(|error| {
+                io_failure(
+                    ErrorKind::Io,
+                    error,
+                    format!("cannot replace {}", dir.join(target).display()),
+                )
+            })?;
+            if index == 0 {
+                failpoint::check("after-replace-sessions")?;
+            }
+        }
+        atomic::sync_dir(dir.path()).map_err(|error| sync_dir_error(dir, error))?;
+        failpoint::check("after-replace")?;
+        Ok(())
+    })();
+    replaced.map_err(|error| incomplete(entry, error))?;
+
+    for (file, before) in &old_files {
+        warn_if_written_late(dir, file, before);
+    }
+
+    entry.duration_ms = started.elapsed().as_millis() as u64;
+    journal
+        .append(entry)
+        .map_err(|error| incomplete(entry, error))?;
+    failpoint::check("after-journal")?;
+    pending::remove(dir);
+    log::info!(
+        "reset complete: {} and {} in {} ms",
+        count_noun(entry.total_sessions_reset, "session"),
+        count_noun(entry.takeover_requests_reset, "takeover request"),
+        entry.duration_ms
+    );
+    Ok(())
+}
+
+/// Renames the synced archive copies into place without replacing anything,
+/// then syncs the directory. Counts the archives renamed in `persisted`.
+fn persist_archives(
+    dir: &DataDir,
+    archives: Vec<(TempFile, String, Option<u64>)>,
+    persisted: &mut usize,
+) -> anyhow::Result<()> {
+    failpoint::check("after-pending")?;
     for (temp, name, entries) in archives {
         temp.persist(dir, &name, false).map_err(|error| {
             io_failure(
@@ -567,6 +657,7 @@ fn commit(
                 format!("cannot create archive {}", dir.join(&name).display()),
             )
         })?;
+        *persisted += 1;
         let noun = if name.starts_with("session") {
             "session"
         } else {
@@ -581,40 +672,26 @@ fn commit(
             None => log::info!("archived invalid content to {}", dir.join(&name).display()),
         }
     }
-    atomic::sync_dir(dir.path()).map_err(dir_error)?;
+    atomic::sync_dir(dir.path()).map_err(|error| sync_dir_error(dir, error))?;
     failpoint::check("after-archives")?;
-
-    for (index, temp) in replacements.into_iter().enumerate() {
-        let target = entry.archives[index].source.file_name();
-        temp.persist(dir, target, true).map_err(|error| {
-            io_failure(
-                ErrorKind::Io,
-                error,
-                format!("cannot replace {}", dir.join(target).display()),
-            )
-        })?;
-        if index == 0 {
-            failpoint::check("after-replace-sessions")?;
-        }
-    }
-    atomic::sync_dir(dir.path()).map_err(dir_error)?;
-    failpoint::check("after-replace")?;
-
-    for (file, before) in &old_files {
-        warn_if_written_late(dir, file, before);
-    }
-
-    entry.duration_ms = started.elapsed().as_millis() as u64;
-    journal.append(entry)?;
-    failpoint::check("after-journal")?;
-    pending::remove(dir);
-    log::info!(
-        "reset complete: {} and {} in {} ms",
-        count_noun(entry.total_sessions_reset, "session"),
-        count_noun(entry.takeover_requests_reset, "takeover request"),
-        entry.duration_ms
-    );
     Ok(())
+}
+
+fn sync_dir_error(dir: &DataDir, error: std::io::Error) -> anyhow::Error {
+    io_failure(
+        ErrorKind::Io,
+        error,
+        format!("cannot sync data directory {}", dir.path().display()),
+    )
+}
+
+/// Adds to an error after the first archive is in place that the reset is
+/// incomplete and that the next reset completes it.
+fn incomplete(entry: &Entry, error: anyhow::Error) -> anyhow::Error {
+    error.context(format!(
+        "reset {} is incomplete; its archives that were written are kept, and the next reset completes it",
+        entry.id.as_deref().unwrap_or("")
+    ))
 }
 
 /// Logs an error when a replaced file was written after it was archived.
@@ -689,11 +766,19 @@ impl Render for Report {
             (false, true) => writeln!(out, "Nothing to reset ({counts})."),
             (false, false) => writeln!(out, "Reset {counts}:"),
         };
-        if let Some(path) = &self.archived_to {
-            let _ = writeln!(out, "  sessions archived to           {path}");
-        }
-        if let Some(path) = &self.takeover_archived_to {
-            let _ = writeln!(out, "  takeover requests archived to  {path}");
+        for (label, path) in [
+            ("sessions", &self.archived_to),
+            ("takeover requests", &self.takeover_archived_to),
+        ] {
+            let Some(path) = path else {
+                continue;
+            };
+            let what = if path.ends_with(".invalid") {
+                format!("unparseable {label} kept in")
+            } else {
+                format!("{label} archived to")
+            };
+            let _ = writeln!(out, "  {what:<29}  {path}");
         }
         for file in &self.invalid_files {
             let _ = writeln!(out, "  forced: {}", file.error);

@@ -89,11 +89,16 @@ pub fn run(dir: &DataDir) -> anyhow::Result<Report> {
 
     let mut journal_errors = Vec::new();
     let mut last_reset = None;
-    for line in journal::read_all(dir)? {
-        match line.entry {
-            Ok(entry) => last_reset = Some(entry),
-            Err(error) => journal_errors.push(format!("line {}: {error}", line.number)),
+    match journal::read_all(dir) {
+        Ok(lines) => {
+            for line in lines {
+                match line.entry {
+                    Ok(entry) => last_reset = Some(entry),
+                    Err(error) => journal_errors.push(format!("line {}: {error}", line.number)),
+                }
+            }
         }
+        Err(error) => journal_errors.push(crate::error::one_line(&error)),
     }
     let now = clock::now();
     let last_reset = last_reset.map(|entry| LastReset {
@@ -170,7 +175,10 @@ fn file_status(dir: &DataDir, source: Source) -> FileStatus {
     status.modified_at = Local
         .timestamp_opt(metadata.mtime(), metadata.mtime_nsec() as u32)
         .single()
-        .map(|time| time.fixed_offset().to_rfc3339());
+        .map(|time| {
+            time.fixed_offset()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+        });
     match archive::copy_and_scan(&mut file, None) {
         Ok(copied) => match copied.scan {
             Ok(summary) => {
@@ -227,9 +235,9 @@ impl Render for Report {
         let _ = writeln!(out, "{:<19}{last}", "last reset");
         let _ = writeln!(
             out,
-            "{:<19}{} files, {}",
+            "{:<19}{}, {}",
             "archives",
-            self.archives.count,
+            count_noun(self.archives.count as u64, "file"),
             format_size(self.archives.total_bytes)
         );
         let lock = match &self.lock {
@@ -247,7 +255,7 @@ impl Render for Report {
             );
         }
         for error in &self.journal_errors {
-            let _ = writeln!(out, "{:<19}unreadable {error}", "journal");
+            let _ = writeln!(out, "{:<19}{error}", "journal");
         }
     }
 }

@@ -175,3 +175,71 @@ pub fn is_root() -> bool {
         .map(|metadata| metadata.uid() == 0)
         .unwrap_or(false)
 }
+
+/// Builds a sessions file of `count` sessions in the backend's shape, written
+/// with two-space indentation like Python's `json.dump(indent=2)`. The
+/// statuses cycle through the six the backend uses.
+pub fn generated_sessions(count: usize, prefix: &str) -> Vec<u8> {
+    const STATUSES: [&str; 6] = [
+        "draft",
+        "approved",
+        "in_progress",
+        "ready_to_check",
+        "completed",
+        "cancelled",
+    ];
+    let mut sessions = serde_json::Map::new();
+    for number in 0..count {
+        let id = format!("{prefix}-{number:08}");
+        let status = STATUSES[number % STATUSES.len()];
+        let items: Vec<serde_json::Value> = (0..3)
+            .map(|item| {
+                serde_json::json!({
+                    "sku": format!("SKU{item:03}"),
+                    "name": "Shipping box S (10 pcs)",
+                    "qty_ordered": 1.0,
+                    "qty_invoiced": 1.0,
+                    "qty_scanned": 0,
+                    "price": 12.5,
+                    "row_total": 12.5,
+                    "product_id": 100 + item,
+                    "is_complete": false
+                })
+            })
+            .collect();
+        sessions.insert(
+            id.clone(),
+            serde_json::json!({
+                "session_id": id,
+                "invoice_id": format!("{}", 2_000_000_000u64 + number as u64),
+                "order_number": format!("{}", 3_000_000_000u64 + number as u64),
+                "session_type": "pick",
+                "started_at": "2026-03-02T08:14:03.120311",
+                "completed_at": null,
+                "items_expected": items,
+                "items_scanned": [],
+                "status": status,
+                "user_id": "picker01",
+                "created_by": "picker01",
+                "last_modified_by": "picker01",
+                "last_modified_at": "2026-03-02T08:14:03.121004",
+                "audit_logs": [{
+                    "timestamp": "2026-03-02T08:14:03.121030",
+                    "action": "approved",
+                    "user": "admin",
+                    "details": "Approved for picking"
+                }]
+            }),
+        );
+    }
+    serde_json::to_vec_pretty(&serde_json::Value::Object(sessions)).unwrap()
+}
+
+/// Reads a count from an environment variable, for test loops that CI runs
+/// with a smaller count.
+pub fn count_from_env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}

@@ -2,6 +2,8 @@
 //! directories, with real processes for locking and concurrency.
 
 mod common;
+mod crash;
+mod faults;
 mod history;
 mod lock;
 mod reset;
