@@ -35,10 +35,10 @@ pub fn copy_and_scan(input: &mut File, mut output: Option<&File>) -> io::Result<
             file.write_all(chunk)?;
         }
         hasher.update(chunk);
-        if scan_error.is_none() {
-            if let Err(error) = scanner.feed(chunk) {
-                scan_error = Some(error);
-            }
+        if scan_error.is_none()
+            && let Err(error) = scanner.feed(chunk)
+        {
+            scan_error = Some(error);
         }
         Ok(())
     })?;

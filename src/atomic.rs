@@ -267,13 +267,13 @@ impl TempFile {
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if !self.persisted {
-            if let Err(error) = fs::remove_file(&self.path) {
-                log::warn!(
-                    "cannot remove temporary file {}: {error}",
-                    self.path.display()
-                );
-            }
+        if !self.persisted
+            && let Err(error) = fs::remove_file(&self.path)
+        {
+            log::warn!(
+                "cannot remove temporary file {}: {error}",
+                self.path.display()
+            );
         }
     }
 }

@@ -108,10 +108,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 /// Takes the data directory from `--data-dir`, else from the environment; it
 /// never defaults to the current directory.
 fn data_dir_path(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
-    if let Some(path) = &cli.data_dir {
-        if !path.as_os_str().is_empty() {
-            return Ok(path.clone());
-        }
+    if let Some(path) = &cli.data_dir
+        && !path.as_os_str().is_empty()
+    {
+        return Ok(path.clone());
     }
     match std::env::var_os(DATA_DIR_ENV) {
         Some(path) if !path.is_empty() => Ok(path.into()),
@@ -152,10 +152,9 @@ fn print_stdout(text: &str) {
     if let Err(error) = stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
+        && error.kind() != std::io::ErrorKind::BrokenPipe
     {
-        if error.kind() != std::io::ErrorKind::BrokenPipe {
-            log::error!("cannot write to stdout: {error}");
-        }
+        log::error!("cannot write to stdout: {error}");
     }
 }
 

@@ -295,14 +295,14 @@ fn inspect(dir: &DataDir, source: Source, dry_run: bool) -> anyhow::Result<Inspe
             )
         })?;
     }
-    if let Ok(summary) = &copied.scan {
-        if summary.duplicate_keys > 0 {
-            log::warn!(
-                "{} repeats {} of its keys; each repeated key is counted once, with its last value, as Python's json.load reads it",
-                path.display(),
-                summary.duplicate_keys
-            );
-        }
+    if let Ok(summary) = &copied.scan
+        && summary.duplicate_keys > 0
+    {
+        log::warn!(
+            "{} repeats {} of its keys; each repeated key is counted once, with its last value, as Python's json.load reads it",
+            path.display(),
+            summary.duplicate_keys
+        );
     }
     log::debug!(
         "read {} bytes of {}, sha256 {}",
@@ -367,10 +367,10 @@ fn check_owner_can_be_kept(path: &Path, metadata: &Metadata) -> anyhow::Result<(
 fn preflight(dir: &DataDir) -> anyhow::Result<()> {
     for source in Source::ALL {
         let path = dir.join(source.file_name());
-        if let Ok(metadata) = std::fs::symlink_metadata(&path) {
-            if metadata.file_type().is_file() {
-                check_owner_can_be_kept(&path, &metadata)?;
-            }
+        if let Ok(metadata) = std::fs::symlink_metadata(&path)
+            && metadata.file_type().is_file()
+        {
+            check_owner_can_be_kept(&path, &metadata)?;
         }
     }
     atomic::check_writable(dir.path()).map_err(|error| {
