@@ -243,3 +243,13 @@ pub fn count_from_env(name: &str, default: usize) -> usize {
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
 }
+
+/// Returns the SHA-256 of a file as lowercase hex, computed by `sha256sum`.
+pub fn sha256_file(path: &Path) -> String {
+    let output = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("run sha256sum");
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap()[..64].to_string()
+}

@@ -1,10 +1,16 @@
 //! Integration tests: the built binary on real files in temporary data
 //! directories, with real processes for locking and concurrency.
 
+mod bad_input;
 mod common;
+mod concurrency;
 mod crash;
+mod disk;
+mod durability;
 mod faults;
 mod history;
+mod hostile;
 mod lock;
+mod properties;
 mod reset;
 mod status;

@@ -1,0 +1,197 @@
+//! The durability order of a reset, checked on a traced real run: power loss
+//! cannot be simulated here, so strace records the system calls and the test
+//! checks that every file is synced before its rename, the directory after
+//! it, and no active file is replaced before its archive is durable.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use crate::common::{DataDir, SESSIONS, TAKEOVERS, code, sample_data, stderr};
+
+/// One traced system call that matters for durability.
+#[derive(Debug)]
+enum Call {
+    Open {
+        fd: i64,
+        path: String,
+        directory: bool,
+    },
+    Sync {
+        fd: i64,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Close {
+        fd: i64,
+    },
+}
+
+/// Extracts the first double-quoted string after `start` in `line`.
+fn quoted(line: &str, start: usize) -> Option<(String, usize)> {
+    let open = line[start..].find('"')? + start + 1;
+    let close = line[open..].find('"')? + open;
+    Some((line[open..close].to_string(), close + 1))
+}
+
+fn result(line: &str) -> Option<i64> {
+    line.rsplit_once(" = ")?
+        .1
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn argument_fd(line: &str) -> Option<i64> {
+    let open = line.find('(')? + 1;
+    line[open..].split([',', ')']).next()?.trim().parse().ok()
+}
+
+fn parse(trace: &str) -> Vec<Call> {
+    let mut calls = Vec::new();
+    for line in trace.lines() {
+        // Lines start with the pid when -f is given.
+        let line = line.split_once(' ').map_or(line, |(_, rest)| rest).trim();
+        if line.starts_with("openat(") {
+            let (Some((path, _)), Some(fd)) = (quoted(line, 0), result(line)) else {
+                continue;
+            };
+            if fd >= 0 {
+                calls.push(Call::Open {
+                    fd,
+                    path,
+                    directory: line.contains("O_DIRECTORY"),
+                });
+            }
+        } else if line.starts_with("fsync(") || line.starts_with("fdatasync(") {
+            if let Some(fd) = argument_fd(line) {
+                calls.push(Call::Sync { fd });
+            }
+        } else if line.starts_with("rename(") || line.starts_with("renameat2(") {
+            let Some((from, next)) = quoted(line, 0) else {
+                continue;
+            };
+            let Some((to, _)) = quoted(line, next) else {
+                continue;
+            };
+            if result(line) == Some(0) {
+                calls.push(Call::Rename { from, to });
+            }
+        } else if line.starts_with("close(")
+            && let Some(fd) = argument_fd(line)
+        {
+            calls.push(Call::Close { fd });
+        }
+    }
+    calls
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+#[test]
+fn reset_syncs_in_durable_order() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("skipping: strace is not installed");
+        return;
+    }
+    let dir = DataDir::new();
+    dir.copy_in(&sample_data().join(SESSIONS), SESSIONS);
+    dir.copy_in(&sample_data().join(TAKEOVERS), TAKEOVERS);
+    let trace_path = dir.temp.path().with_extension("strace");
+
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-qq", "-o"])
+        .arg(&trace_path)
+        .args(["-e", "trace=openat,fsync,fdatasync,rename,renameat2,close"])
+        .arg(env!("CARGO_BIN_EXE_order-reset"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("reset");
+    for name in ["ORDER_RESET_FAILPOINT", "ORDER_RESET_NOW", "RUST_LOG"] {
+        command.env_remove(name);
+    }
+    let output = command.output().unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let trace = std::fs::read_to_string(&trace_path).unwrap();
+    let _ = std::fs::remove_file(&trace_path);
+    let calls = parse(&trace);
+
+    let mut open: HashMap<i64, (String, bool)> = HashMap::new();
+    let mut synced_files: Vec<String> = Vec::new();
+    // Renames not yet followed by a sync of the data directory.
+    let mut unsynced_renames: Vec<String> = Vec::new();
+    let mut durable_archives: Vec<String> = Vec::new();
+    let mut renames = 0;
+    let mut active_replaced = 0;
+    let mut journal_synced_after_replace = false;
+    for call in &calls {
+        match call {
+            Call::Open {
+                fd,
+                path,
+                directory,
+            } => {
+                open.insert(*fd, (path.clone(), *directory));
+            }
+            Call::Close { fd } => {
+                open.remove(fd);
+            }
+            Call::Sync { fd } => {
+                let Some((path, directory)) = open.get(fd) else {
+                    continue;
+                };
+                if *directory {
+                    for name in unsynced_renames.drain(..) {
+                        if name.contains("_history_") {
+                            durable_archives.push(name);
+                        }
+                    }
+                } else {
+                    if active_replaced == 2 && file_name(path) == crate::common::JOURNAL {
+                        journal_synced_after_replace = true;
+                    }
+                    synced_files.push(path.clone());
+                }
+            }
+            Call::Rename { from, to } => {
+                renames += 1;
+                assert!(
+                    synced_files.iter().any(|path| path == from),
+                    "{from} renamed to {to} before it was synced"
+                );
+                let target = file_name(to).to_string();
+                if target == SESSIONS || target == TAKEOVERS {
+                    active_replaced += 1;
+                    let prefix = if target == SESSIONS {
+                        "session_history_"
+                    } else {
+                        "takeover_history_"
+                    };
+                    assert!(
+                        durable_archives.iter().any(|name| name.starts_with(prefix)),
+                        "{target} replaced before its archive was durable"
+                    );
+                }
+                unsynced_renames.push(target);
+            }
+        }
+    }
+    assert!(
+        unsynced_renames.is_empty(),
+        "renames never followed by a directory sync: {unsynced_renames:?}"
+    );
+    assert_eq!(active_replaced, 2, "{trace}");
+    assert!(
+        journal_synced_after_replace,
+        "journal not synced after the reset: {trace}"
+    );
+    assert_eq!(durable_archives.len(), 2, "{durable_archives:?}");
+    // Pending record, two archives, two active files.
+    assert_eq!(renames, 5, "{trace}");
+    assert_eq!(dir.read(SESSIONS), b"{}");
+}

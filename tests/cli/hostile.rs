@@ -1,0 +1,272 @@
+//! A hostile data directory, as when root resets a directory that the
+//! service user can write: links, FIFOs and directories planted at every name
+//! order-reset uses. Nothing outside the data directory may change.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::common::{DataDir, JOURNAL, LOCK, SESSIONS, TAKEOVERS, code, stderr};
+
+const NOW: &str = "2026-12-04T00:00:01+01:00";
+const SESSIONS_BYTES: &[u8] = br#"{"a": {"status": "draft"}}"#;
+
+/// A directory outside the data directory with a file that links point to.
+struct Outside {
+    dir: DataDir,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        let dir = DataDir::new();
+        dir.write("victim", "outside content");
+        fs::set_permissions(dir.file("victim"), fs::Permissions::from_mode(0o644)).unwrap();
+        Outside { dir }
+    }
+
+    fn victim(&self) -> std::path::PathBuf {
+        self.dir.file("victim")
+    }
+
+    /// Returns content, mode, size and modification time of everything in it.
+    fn snapshot(&self) -> Vec<(String, Vec<u8>, u32, i64, i64)> {
+        self.dir
+            .names()
+            .into_iter()
+            .map(|name| {
+                let metadata = fs::symlink_metadata(self.dir.file(&name)).unwrap();
+                let content = if metadata.is_file() {
+                    self.dir.read(&name)
+                } else {
+                    Vec::new()
+                };
+                (
+                    name,
+                    content,
+                    metadata.mode(),
+                    metadata.mtime(),
+                    metadata.mtime_nsec(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Runs a command with a deadline, so that a FIFO that blocks an open fails
+/// the test instead of hanging it.
+fn run_with_deadline(mut command: Command) -> Output {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("order-reset hung");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn link_at_archive_name_is_skipped() {
+    let dir = DataDir::new();
+    let outside = Outside::new();
+    let before = outside.snapshot();
+    dir.write(SESSIONS, SESSIONS_BYTES);
+    symlink(
+        outside.victim(),
+        dir.file("session_history_20261204_000001.json"),
+    )
+    .unwrap();
+
+    let output = dir
+        .command(&["--json", "reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["run_id"], "20261204_000001_2");
+    assert_eq!(
+        dir.read("session_history_20261204_000001_2.json"),
+        SESSIONS_BYTES
+    );
+    assert!(
+        fs::symlink_metadata(dir.file("session_history_20261204_000001.json"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(outside.snapshot(), before);
+}
+
+#[test]
+fn links_at_temporary_names_are_removed_not_followed() {
+    let dir = DataDir::new();
+    let outside = Outside::new();
+    let before = outside.snapshot();
+    dir.write(SESSIONS, SESSIONS_BYTES);
+    let planted = ".scan_sessions.json.1.0.order-reset-tmp";
+    symlink(outside.victim(), dir.file(planted)).unwrap();
+    fs::create_dir(dir.file(".dir.order-reset-tmp")).unwrap();
+
+    let output = dir.run(&["reset"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        fs::symlink_metadata(dir.file(planted)).is_err(),
+        "planted link removed"
+    );
+    assert!(stderr(&output).contains("cannot remove temporary file .dir.order-reset-tmp"));
+    assert_eq!(dir.read(SESSIONS), b"{}");
+    assert_eq!(outside.snapshot(), before);
+}
+
+#[test]
+fn special_active_files_are_rejected() {
+    let outside = Outside::new();
+    let before = outside.snapshot();
+    for (kind, name) in [
+        ("link", SESSIONS),
+        ("fifo", SESSIONS),
+        ("directory", SESSIONS),
+        ("link", TAKEOVERS),
+        ("fifo", TAKEOVERS),
+        ("directory", TAKEOVERS),
+    ] {
+        let dir = DataDir::new();
+        let other = if name == SESSIONS {
+            TAKEOVERS
+        } else {
+            SESSIONS
+        };
+        dir.write(other, SESSIONS_BYTES);
+        match kind {
+            "link" => symlink(outside.victim(), dir.file(name)).unwrap(),
+            "fifo" => {
+                let status = Command::new("mkfifo").arg(dir.file(name)).status().unwrap();
+                assert!(status.success());
+            }
+            _ => fs::create_dir(dir.file(name)).unwrap(),
+        }
+        let output = run_with_deadline(dir.command(&["reset"]));
+        let context = format!("{kind} at {name}");
+        assert_eq!(code(&output), 65, "{context}: {}", stderr(&output));
+        let expected = match kind {
+            "link" => "symbolic link",
+            "fifo" => "is a FIFO",
+            _ => "is a directory",
+        };
+        assert!(
+            stderr(&output).contains(expected),
+            "{context}: {}",
+            stderr(&output)
+        );
+        assert_eq!(dir.read(other), SESSIONS_BYTES, "{context}");
+        assert!(dir.names_with("session_history_").is_empty(), "{context}");
+        assert!(dir.names_with("takeover_history_").is_empty(), "{context}");
+
+        let status = run_with_deadline(dir.command(&["--json", "status"]));
+        assert_eq!(code(&status), 0, "{context}: status");
+    }
+    assert_eq!(outside.snapshot(), before);
+}
+
+#[test]
+fn link_at_journal_is_rejected() {
+    let dir = DataDir::new();
+    let outside = Outside::new();
+    let before = outside.snapshot();
+    dir.write(SESSIONS, SESSIONS_BYTES);
+    symlink(outside.victim(), dir.file(JOURNAL)).unwrap();
+    let output = dir.run(&["reset"]);
+    assert_eq!(code(&output), 73, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("symbolic link"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(dir.read(SESSIONS), SESSIONS_BYTES);
+    assert_eq!(outside.snapshot(), before);
+}
+
+#[test]
+fn link_at_pending_record_is_rejected() {
+    let dir = DataDir::new();
+    let outside = Outside::new();
+    let before = outside.snapshot();
+    dir.write(SESSIONS, SESSIONS_BYTES);
+    symlink(outside.victim(), dir.file("order-reset.pending")).unwrap();
+    let output = dir.run(&["reset"]);
+    assert_ne!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("symbolic link"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(dir.read(SESSIONS), SESSIONS_BYTES);
+    assert_eq!(outside.snapshot(), before);
+}
+
+#[test]
+fn link_at_lock_file_is_rejected_by_every_command() {
+    let dir = DataDir::new();
+    let outside = Outside::new();
+    let before = outside.snapshot();
+    dir.write(SESSIONS, SESSIONS_BYTES);
+    symlink(outside.victim(), dir.file(LOCK)).unwrap();
+    for args in [
+        &["reset"][..],
+        &["reset", "--dry-run"],
+        &["status"],
+        &["history"],
+    ] {
+        let output = dir.run(args);
+        if args[0] == "reset" {
+            assert_ne!(code(&output), 0, "{args:?}");
+        } else {
+            assert_eq!(code(&output), 0, "{args:?}: {}", stderr(&output));
+        }
+    }
+    assert_eq!(dir.read(SESSIONS), SESSIONS_BYTES);
+    assert_eq!(outside.snapshot(), before);
+}
+
+#[test]
+fn archives_are_never_more_readable_than_sources() {
+    for mode in [0o600, 0o640, 0o644, 0o660, 0o755, 0o2664] {
+        let dir = DataDir::new();
+        dir.write(SESSIONS, SESSIONS_BYTES);
+        fs::set_permissions(dir.file(SESSIONS), fs::Permissions::from_mode(mode)).unwrap();
+
+        // Stop after the copy, while the temporary archive still exists.
+        let output = dir
+            .command(&["reset"])
+            .env("ORDER_RESET_FAILPOINT", "after-copy:exit")
+            .output()
+            .unwrap();
+        assert_eq!(code(&output), 86);
+        let temps = dir.names_with(".session_history_");
+        assert_eq!(temps.len(), 1, "{temps:?}");
+        let temp_mode = dir.mode(&temps[0]);
+        assert_eq!(
+            temp_mode & !(mode & 0o7777),
+            0,
+            "temporary {temp_mode:o} vs {mode:o}"
+        );
+
+        let output = dir
+            .command(&["reset"])
+            .env("ORDER_RESET_NOW", NOW)
+            .output()
+            .unwrap();
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        let archive_mode = dir.mode("session_history_20261204_000001.json");
+        assert_eq!(archive_mode, mode & 0o666, "archive of a {mode:o} source");
+        assert_eq!(dir.mode(SESSIONS), mode, "active file keeps {mode:o}");
+    }
+}
