@@ -632,6 +632,9 @@ fn commit(
         .map_err(|error| incomplete(entry, error))?;
     failpoint::check("after-journal")?;
     pending::remove(dir);
+    if let Some(peak) = system::peak_memory_kib() {
+        log::debug!("peak resident memory {peak} KiB");
+    }
     log::info!(
         "reset complete: {} and {} in {} ms",
         count_noun(entry.total_sessions_reset, "session"),

@@ -65,3 +65,11 @@ pub fn process_command(pid: u32) -> String {
         _ => "unknown command".to_string(),
     }
 }
+
+/// Returns the peak resident memory of this process image in KiB, from
+/// `VmHWM` in `/proc/self/status`, which counts only since the last exec.
+pub fn peak_memory_kib() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -202,7 +202,7 @@ fn link_at_pending_record_is_rejected() {
     dir.write(SESSIONS, SESSIONS_BYTES);
     symlink(outside.victim(), dir.file("order-reset.pending")).unwrap();
     let output = dir.run(&["reset"]);
-    assert_ne!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(code(&output), 74, "{}", stderr(&output));
     assert!(
         stderr(&output).contains("symbolic link"),
         "{}",
