@@ -113,6 +113,15 @@ pub fn open_or_create_owned(
     };
     let metadata = file.metadata()?;
     check_regular(&path, &metadata)?;
+    // A hard link planted at the name would make every write here change a
+    // file elsewhere, and O_NOFOLLOW does not stop hard links.
+    if metadata.nlink() > 1 {
+        return Err(io::Error::other(format!(
+            "{} has {} hard links, so writing it would change another file too: remove it and let order-reset create it",
+            path.display(),
+            metadata.nlink()
+        )));
+    }
     if created {
         // The umask may have cut the mode; set it exactly.
         file.set_permissions(Permissions::from_mode(mode))?;
@@ -262,6 +271,62 @@ impl TempFile {
             )));
         }
         Ok(())
+    }
+}
+
+impl TempFile {
+    /// Puts the file in place of `target` by exchanging the two names
+    /// atomically, and returns the temporary name that now holds the file it
+    /// displaced. Where the filesystem cannot exchange names, or `target` no
+    /// longer exists, the file is renamed over `target` and `None` returned.
+    pub fn exchange_into(mut self, dir: &DataDir, target: &str) -> io::Result<Option<String>> {
+        let target_path = dir.join(target);
+        match rename_exchange(&self.path, &target_path) {
+            Ok(()) => {
+                // The temporary name now holds the displaced file, which the
+                // caller keeps or removes; dropping `self` must not remove it.
+                self.persisted = true;
+                let written = self.file.metadata()?;
+                let found = fs::symlink_metadata(&target_path)?;
+                if found.ino() != written.ino() || found.dev() != written.dev() {
+                    return Err(io::Error::other(format!(
+                        "{} was replaced by another process right after order-reset wrote it",
+                        target_path.display()
+                    )));
+                }
+                Ok(Some(self.name.clone()))
+            }
+            Err(error)
+                if matches!(
+                    error.raw_os_error(),
+                    Some(libc::ENOENT | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+                ) =>
+            {
+                self.persist(dir, target, true)?;
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+fn rename_exchange(from: &Path, to: &Path) -> io::Result<()> {
+    let from_c = CString::new(from.as_os_str().as_bytes())?;
+    let to_c = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both paths are valid NUL-terminated strings that outlive the call.
+    let result = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

@@ -56,6 +56,12 @@ impl Source {
         let extension = if valid { "json" } else { "invalid" };
         format!("{}{run_id}.{extension}", self.archive_prefix())
     }
+
+    /// Returns the name of the `.late` archive that keeps what a writer that
+    /// ignores the lock wrote into the active file during the reset.
+    pub fn late_archive_name(self, run_id: &str) -> String {
+        format!("{}{run_id}.late", self.archive_prefix())
+    }
 }
 
 /// An archive file name taken apart.
@@ -64,8 +70,11 @@ pub struct ArchiveName {
     pub source: Source,
     /// `YYYYMMDD_HHMMSS`, with `_N` appended for the Nth reset in one second.
     pub run_id: String,
-    /// False for a `.invalid` archive.
+    /// False for a `.invalid` or `.late` archive, whose content was not
+    /// checked.
     pub valid: bool,
+    /// True for a `.late` archive.
+    pub late: bool,
 }
 
 impl ArchiveName {
@@ -75,10 +84,12 @@ impl ArchiveName {
             let Some(rest) = name.strip_prefix(source.archive_prefix()) else {
                 continue;
             };
-            let (run_id, valid) = if let Some(id) = rest.strip_suffix(".json") {
-                (id, true)
+            let (run_id, valid, late) = if let Some(id) = rest.strip_suffix(".json") {
+                (id, true, false)
             } else if let Some(id) = rest.strip_suffix(".invalid") {
-                (id, false)
+                (id, false, false)
+            } else if let Some(id) = rest.strip_suffix(".late") {
+                (id, false, true)
             } else {
                 return None;
             };
@@ -89,6 +100,7 @@ impl ArchiveName {
                 source,
                 run_id: run_id.to_string(),
                 valid,
+                late,
             });
         }
         None
@@ -227,6 +239,13 @@ mod tests {
         let parsed = ArchiveName::parse(&name).unwrap();
         assert_eq!(parsed.source, Source::Takeovers);
         assert_eq!(parsed.run_id, "20261204_000000_2");
+        assert!(!parsed.valid);
+        assert!(!parsed.late);
+
+        let name = Source::Sessions.late_archive_name("20261204_000000");
+        assert_eq!(name, "session_history_20261204_000000.late");
+        let parsed = ArchiveName::parse(&name).unwrap();
+        assert!(parsed.late);
         assert!(!parsed.valid);
     }
 

@@ -3,7 +3,8 @@
 //!
 //! ACTION `error` returns an I/O error from that point, as a failing disk
 //! would. ACTION `exit` ends the process at once with exit code 86, skipping
-//! destructors and cleanup, as `kill -9` would. Without the variable every
+//! destructors and cleanup, as `kill -9` would. ACTION `sleep` pauses there
+//! for 1.5 seconds, so that a test can act in the middle of a reset. Without the variable every
 //! check is a no-op. The names are listed in [`POINTS`].
 //!
 //! Only debug builds (with `debug_assertions`, as `cargo test` builds the
@@ -38,6 +39,12 @@ pub fn check(name: &str) -> io::Result<()> {
     let setting = setting.to_string_lossy();
     let (point, action) = setting.split_once(':').unwrap_or((&setting, "error"));
     if point != name {
+        return Ok(());
+    }
+    if action == "sleep" {
+        // Leaves a window in which a test can change files, as a writer that
+        // ignores the lock would.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
         return Ok(());
     }
     if action == "exit" {

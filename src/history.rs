@@ -52,7 +52,7 @@ pub struct Reset {
     pub user: Option<String>,
     pub host: Option<String>,
     #[serde(skip)]
-    sort_key: (i64, String),
+    sort_key: (i64, u32),
 }
 
 /// An archive file of a reset.
@@ -112,7 +112,7 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
             (!uncounted(Source::Takeovers)).then_some(entry.takeover_requests_reset);
         resets.push(Reset {
             origin: "journal",
-            sort_key: (timestamp, entry.id.clone().unwrap_or_default()),
+            sort_key: (timestamp, same_second_number(entry.id.as_deref())),
             run_id: entry.id,
             reset_at: entry.reset_at,
             total_sessions_reset,
@@ -151,6 +151,15 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
     })
 }
 
+/// Returns N of a run id `YYYYMMDD_HHMMSS_N` (1 without a suffix), so that
+/// `_10` sorts after `_9`.
+fn same_second_number(run_id: Option<&str>) -> u32 {
+    run_id
+        .and_then(|id| id.get(16..))
+        .and_then(|suffix| suffix.parse().ok())
+        .unwrap_or(1)
+}
+
 /// Describes archives that no journal line names, reading their counts.
 fn archive_only_reset(
     dir: &DataDir,
@@ -169,7 +178,7 @@ fn archive_only_reset(
         run_id: Some(run_id.to_string()),
         sort_key: (
             local.map_or(i64::MIN, |time| time.timestamp_micros()),
-            run_id.to_string(),
+            same_second_number(Some(run_id)),
         ),
         reset_at,
         total_sessions_reset: None,

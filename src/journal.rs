@@ -25,13 +25,11 @@ pub const JOURNAL_SCHEMA_VERSION: u32 = 1;
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
     /// Version of this line's format.
-    #[serde(default)]
     pub schema_version: u32,
     /// Run id shared by the run's archives; `None` when nothing was archived.
     #[serde(default)]
     pub id: Option<String>,
     /// Local time of the reset with its UTC offset, RFC 3339.
-    #[serde(default)]
     pub reset_at: String,
     #[serde(default)]
     pub total_sessions_reset: u64,
@@ -78,8 +76,13 @@ pub struct ArchiveRecord {
     pub file: String,
     /// Which active file it holds.
     pub source: Source,
-    /// False when `--force` archived bytes that are not valid JSON.
+    /// False when `--force` archived bytes that are not valid JSON, and for
+    /// a `.late` archive, whose content was not checked.
     pub valid: bool,
+    /// True for a `.late` archive: what a writer that ignores the lock wrote
+    /// into the active file during the reset.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub late: bool,
     /// Size in bytes.
     pub bytes: u64,
     /// SHA-256 of the content, lowercase hex.
@@ -215,13 +218,26 @@ pub fn read_all(dir: &DataDir) -> anyhow::Result<Vec<Line>> {
         if raw.is_empty() {
             continue;
         }
-        let entry = serde_json::from_slice::<Entry>(raw).map_err(|error| error.to_string());
+        let entry = if raw.first() == Some(&b'{') {
+            serde_json::from_slice::<Entry>(raw).map_err(|error| error.to_string())
+        } else {
+            Err("not a JSON object".to_string())
+        };
         lines.push(Line {
             number: index + 1,
             entry,
         });
     }
     Ok(lines)
+}
+
+/// Returns the run ids that journal lines record, so that a new reset never
+/// reuses one, even after its archives were moved away.
+pub fn run_ids(dir: &DataDir) -> anyhow::Result<std::collections::HashSet<String>> {
+    Ok(read_all(dir)?
+        .into_iter()
+        .filter_map(|line| line.entry.ok()?.id)
+        .collect())
 }
 
 #[cfg(test)]

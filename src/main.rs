@@ -49,7 +49,7 @@ fn main() -> ExitCode {
             }
             log::error!("{message}");
             if cli.json {
-                print_json(&FailureReport {
+                let _ = print_json(&FailureReport {
                     success: false,
                     error: message,
                     error_kind: kind.as_str(),
@@ -85,7 +85,7 @@ fn usage_error(error: clap::Error) -> ExitCode {
             .unwrap_or_default()
             .trim_start_matches("error: ")
             .to_string();
-        print_json(&FailureReport {
+        let _ = print_json(&FailureReport {
             success: false,
             error: text,
             error_kind: ErrorKind::Usage.as_str(),
@@ -97,12 +97,14 @@ fn usage_error(error: clap::Error) -> ExitCode {
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let dir = DataDir::open(&data_dir_path(cli)?)?;
-    match &cli.command {
+    let printed = match &cli.command {
         Command::Reset(args) => emit(cli, &reset::run(&dir, args)?),
         Command::Status(_) => emit(cli, &status::run(&dir)?),
         Command::History(args) => emit(cli, &history::run(&dir, args)?),
-    }
-    Ok(())
+    };
+    printed.map_err(|error| {
+        error::io_failure(ErrorKind::Io, error, "cannot write the result to stdout")
+    })
 }
 
 /// Takes the data directory from `--data-dir`, else from the environment; it
@@ -125,36 +127,35 @@ fn data_dir_path(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
 /// Prints a result: JSON with `--json`, else the human text. `-q` drops the
 /// human summary of `reset`, so that a successful cron run prints nothing;
 /// `status` and `history` print their report regardless.
-fn emit(cli: &Cli, result: &impl Render) {
+fn emit(cli: &Cli, result: &impl Render) -> std::io::Result<()> {
     let summary_only = matches!(cli.command, Command::Reset(_));
     if cli.json {
-        print_json(result);
+        print_json(result)
     } else if cli.quiet == 0 || !summary_only {
         let mut text = String::new();
         result.render_human(&mut text);
-        print_stdout(&text);
+        print_stdout(&text)
+    } else {
+        Ok(())
     }
 }
 
-fn print_json(value: &impl Serialize) {
-    match serde_json::to_string_pretty(value) {
-        Ok(mut text) => {
-            text.push('\n');
-            print_stdout(&text);
-        }
-        Err(error) => log::error!("cannot format the JSON output: {error}"),
-    }
+fn print_json(value: &impl Serialize) -> std::io::Result<()> {
+    let mut text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    text.push('\n');
+    print_stdout(&text)
 }
 
-/// Writes to stdout; a closed pipe is not worth a panic.
-fn print_stdout(text: &str) {
+/// Writes to stdout. A reader that went away (a closed pipe) is not an
+/// error, because the work is done; a full disk behind a redirect is.
+fn print_stdout(text: &str) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    if let Err(error) = stdout
+    match stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
-        && error.kind() != std::io::ErrorKind::BrokenPipe
     {
-        log::error!("cannot write to stdout: {error}");
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result,
     }
 }
 

@@ -10,17 +10,18 @@
 
 use std::fs;
 use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::archive;
 use crate::atomic::{self, TempFile};
-use crate::datadir::{DataDir, PENDING_FILE, Source};
+use crate::datadir::{ArchiveName, DataDir, PENDING_FILE, Source, TEMP_SUFFIX};
 use crate::error::{ErrorKind, failure, io_failure};
 use crate::journal::{self, Entry};
 use crate::reset::prepare_empty;
 
-/// What an interrupted reset needs to be completed.
+/// The record of an interrupted reset, with enough to complete it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Pending {
     /// The journal line the reset was going to write.
@@ -81,7 +82,7 @@ pub fn read(dir: &DataDir) -> anyhow::Result<Option<Pending>> {
             format!("cannot open {}", path.display()),
         )
     })?;
-    let Some((mut file, _)) = opened else {
+    let Some((mut file, metadata)) = opened else {
         return Ok(None);
     };
     let mut text = Vec::new();
@@ -92,29 +93,70 @@ pub fn read(dir: &DataDir) -> anyhow::Result<Option<Pending>> {
             format!("cannot read {}", path.display()),
         )
     })?;
-    let pending = serde_json::from_slice(&text).map_err(|error| {
+    let damaged = |problem: String| {
         failure(
             ErrorKind::InvalidData,
             format!(
-                "{} is damaged ({error}); it records a reset that was interrupted: compare the archives it names with the journal, then remove it",
+                "{} is damaged ({problem}); it records a reset that was interrupted: compare the archives it names with the journal, then remove it",
                 path.display()
             ),
         )
-    })?;
+    };
+    let pending: Pending =
+        serde_json::from_slice(&text).map_err(|error| damaged(error.to_string()))?;
+    if let Err(problem) = validate(&pending, &metadata) {
+        return Err(damaged(problem));
+    }
     Ok(Some(pending))
+}
+
+/// Accepts only a record that this user wrote and whose names are a plain
+/// archive name and a plain temporary name in the data directory. Anyone who
+/// can write the directory can plant a record, and recovery renames the
+/// files it names, so a path such as `../x` or `/etc/x` must never pass.
+fn validate(pending: &Pending, metadata: &std::fs::Metadata) -> Result<(), String> {
+    if metadata.uid() != atomic::effective_uid() {
+        return Err(format!(
+            "it belongs to uid {}, not to uid {} that writes it",
+            metadata.uid(),
+            atomic::effective_uid()
+        ));
+    }
+    let Some(run_id) = pending.entry.id.as_deref() else {
+        return Err("it has no run id".to_string());
+    };
+    for file in &pending.files {
+        match ArchiveName::parse(&file.archive) {
+            Some(name) if name.source == file.source && name.run_id == run_id => {}
+            _ => return Err(format!("invalid archive name {:?}", file.archive)),
+        }
+        let plain_temp = file.temp.starts_with('.')
+            && file.temp.ends_with(TEMP_SUFFIX)
+            && !file.temp.contains('/')
+            && file.temp != "."
+            && file.temp != "..";
+        if !plain_temp {
+            return Err(format!("invalid temporary name {:?}", file.temp));
+        }
+    }
+    Ok(())
 }
 
 /// Completes an interrupted reset, if there is one, and returns its run id.
 /// Runs under the exclusive lock, before temporary files are cleaned up.
-pub fn complete(dir: &DataDir, journal: &mut journal::Writer) -> anyhow::Result<Option<String>> {
+pub fn complete(dir: &DataDir) -> anyhow::Result<Option<String>> {
     let Some(pending) = read(dir)? else {
         return Ok(None);
     };
     let run_id = pending.entry.id.clone().unwrap_or_default();
+    // The run id alone could repeat after its archives were moved away and
+    // the clock went back, so the time and pid must match too.
     let journaled = journal::read_all(dir)?.iter().any(|line| {
-        line.entry
-            .as_ref()
-            .is_ok_and(|entry| entry.id.as_deref() == Some(run_id.as_str()))
+        line.entry.as_ref().is_ok_and(|entry| {
+            entry.id == pending.entry.id
+                && entry.reset_at == pending.entry.reset_at
+                && entry.pid == pending.entry.pid
+        })
     });
     if journaled {
         log::info!(
@@ -165,7 +207,7 @@ pub fn complete(dir: &DataDir, journal: &mut journal::Writer) -> anyhow::Result<
         }
     }
     entry.recovered = true;
-    journal.append(&mut entry)?;
+    journal::Writer::open(dir)?.append(&mut entry)?;
     remove(dir);
     Ok(Some(run_id))
 }

@@ -64,6 +64,9 @@ pub struct Report {
     pub invalid_files: Vec<InvalidFile>,
     /// Run id of an interrupted reset that this run completed first.
     pub recovered_run_id: Option<String>,
+    /// Paths of `.late` archives: what a writer that ignores the lock wrote
+    /// into an active file during this reset.
+    pub late_archives: Vec<String>,
 }
 
 /// A file that `--force` archived although it is not valid JSON.
@@ -73,7 +76,7 @@ pub struct InvalidFile {
     pub error: String,
 }
 
-/// What a reset found in one active file.
+/// One active file as the reset found it.
 struct Inspected {
     source: Source,
     /// The open file and its metadata when the reset opened it; `None` when missing.
@@ -122,15 +125,14 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
 
     preflight(dir)?;
 
-    let mut journal = None;
     let mut recovered_run_id = None;
     if args.dry_run {
-        if dir.join(crate::datadir::PENDING_FILE).exists() {
+        // A damaged record stops a real reset, so it stops a dry run too.
+        if pending::read(dir)?.is_some() {
             log::warn!("an interrupted reset is pending; a real reset completes it before its own");
         }
     } else {
-        let mut writer = journal::Writer::open(dir)?;
-        recovered_run_id = pending::complete(dir, &mut writer)?;
+        recovered_run_id = pending::complete(dir)?;
         atomic::remove_stale_temps(dir).map_err(|error| {
             io_failure(
                 ErrorKind::Io,
@@ -138,7 +140,6 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
                 format!("cannot remove temporary files in {}", dir.path().display()),
             )
         })?;
-        journal = Some(writer);
     }
 
     let mut inspected = Vec::new();
@@ -181,8 +182,8 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
         log::info!("nothing to reset: both active files are empty or missing");
         drop(inspected);
         entry.duration_ms = started.elapsed().as_millis() as u64;
-        if let Some(writer) = journal.as_mut() {
-            writer.append(&mut entry)?;
+        if !args.dry_run {
+            journal::Writer::open(dir)?.append(&mut entry)?;
         }
         return Ok(report(
             dir,
@@ -205,6 +206,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
             file: item.source.archive_name(&run_id, valid),
             source: item.source,
             valid,
+            late: false,
             bytes: copied.bytes,
             sha256: copied.sha256.clone(),
             entries: item.summary().map(|summary| summary.entries),
@@ -223,15 +225,16 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
             prepare_empty(dir, item.source, metadata)
         })
         .collect::<anyhow::Result<Vec<TempFile>>>()?;
+    // Opened before the commit, so that a journal that cannot be written
+    // stops the reset while nothing is visible yet.
+    let mut journal = journal::Writer::open(dir)?;
 
     commit(
         dir,
         &mut entry,
         inspected,
         replacements,
-        journal
-            .as_mut()
-            .expect("a reset that changes files has a journal"),
+        &mut journal,
         started,
     )?;
     Ok(report(dir, &entry, false, invalid_files, recovered_run_id))
@@ -384,7 +387,23 @@ fn preflight(dir: &DataDir) -> anyhow::Result<()> {
         )
     })?;
     let journal = dir.join(crate::datadir::JOURNAL_FILE);
-    if journal.exists() {
+    if let Ok(metadata) = std::fs::symlink_metadata(&journal) {
+        if !metadata.file_type().is_file() || metadata.nlink() > 1 {
+            let error = atomic::check_regular(&journal, &metadata)
+                .err()
+                .unwrap_or_else(|| {
+                    std::io::Error::other(format!(
+                        "{} has {} hard links, so appending to it would change another file too",
+                        journal.display(),
+                        metadata.nlink()
+                    ))
+                });
+            return Err(io_failure(
+                ErrorKind::CannotCreate,
+                error,
+                "cannot use the journal; nothing was changed: remove it or replace it with a regular file",
+            ));
+        }
         atomic::check_writable(&journal).map_err(|error| {
             io_failure(
                 ErrorKind::CannotCreate,
@@ -476,20 +495,26 @@ fn check_unchanged(dir: &DataDir, item: &Inspected) -> anyhow::Result<()> {
     ))
 }
 
-/// Picks the first run id, `stamp`, `stamp_2`, `stamp_3` and so on, for which
-/// no archive name exists yet, so that resets in the same second never share
-/// a name.
+/// Picks the first run id, `stamp`, `stamp_2`, `stamp_3` and so on, that no
+/// archive file and no journal line uses yet, so that resets in the same
+/// second never share a name.
 fn choose_run_id(dir: &DataDir, stamp: &str) -> anyhow::Result<String> {
+    let journaled = journal::run_ids(dir)?;
     for n in 1..10_000u32 {
         let run_id = if n == 1 {
             stamp.to_string()
         } else {
             format!("{stamp}_{n}")
         };
-        let mut taken = false;
+        let mut taken = journaled.contains(&run_id);
         for source in Source::ALL {
-            for valid in [true, false] {
-                let path = dir.join(&source.archive_name(&run_id, valid));
+            let names = [
+                source.archive_name(&run_id, true),
+                source.archive_name(&run_id, false),
+                source.late_archive_name(&run_id),
+            ];
+            for name in &names {
+                let path = dir.join(name);
                 match std::fs::symlink_metadata(&path) {
                     Ok(_) => taken = true,
                     Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -602,29 +627,36 @@ fn commit(
         return Err(incomplete(entry, error));
     }
 
+    let run_id = entry.id.clone().unwrap_or_default();
+    let sources: Vec<Source> = entry.archives.iter().map(|record| record.source).collect();
     let replaced = (|| {
-        for (index, temp) in replacements.into_iter().enumerate() {
-            let target = entry.archives[index].source.file_name();
-            temp.persist(dir, target, true).map_err(|error| {
+        let mut late = Vec::new();
+        for ((temp, source), (old_file, before)) in
+            replacements.into_iter().zip(sources).zip(&old_files)
+        {
+            let target = source.file_name();
+            let displaced = temp.exchange_into(dir, target).map_err(|error| {
                 io_failure(
                     ErrorKind::Io,
                     error,
                     format!("cannot replace {}", dir.join(target).display()),
                 )
             })?;
-            if index == 0 {
+            if let Some(record) =
+                keep_late_writes(dir, source, &run_id, displaced, old_file, before)?
+            {
+                late.push(record);
+            }
+            if source == Source::Sessions {
                 failpoint::check("after-replace-sessions")?;
             }
         }
         atomic::sync_dir(dir.path()).map_err(|error| sync_dir_error(dir, error))?;
         failpoint::check("after-replace")?;
-        Ok(())
+        Ok(late)
     })();
-    replaced.map_err(|error| incomplete(entry, error))?;
-
-    for (file, before) in &old_files {
-        warn_if_written_late(dir, file, before);
-    }
+    let late = replaced.map_err(|error| incomplete(entry, error))?;
+    entry.archives.extend(late);
 
     entry.duration_ms = started.elapsed().as_millis() as u64;
     journal
@@ -697,24 +729,100 @@ fn incomplete(entry: &Entry, error: anyhow::Error) -> anyhow::Error {
     ))
 }
 
-/// Logs an error when a replaced file was written after it was archived.
+/// Keeps what a writer that ignores the lock wrote into an active file
+/// after it was archived, so that the reset loses nothing even then.
 ///
-/// NOTE: only a writer that ignores the lock and holds the old file open
-/// across the rename can do this; its late bytes stay in the unlinked inode
-/// and are reported, not rescued.
-fn warn_if_written_late(dir: &DataDir, file: &File, before: &Metadata) {
-    let Ok(after) = file.metadata() else {
-        return;
+/// `displaced` is the temporary name that holds the file the exchange took
+/// out of place. When it is the archived file, unchanged, it is removed;
+/// otherwise it is renamed to the `.late` archive. Without an exchange, the
+/// old file is checked through the descriptor still open on it and, when it
+/// changed, copied. Returns the journal record of a `.late` archive.
+///
+/// NOTE: the displaced file sits under a temporary name until it is removed
+/// or renamed; a crash in that instant lets the next run delete it, losing
+/// only what the lock-ignoring writer had written late.
+fn keep_late_writes(
+    dir: &DataDir,
+    source: Source,
+    run_id: &str,
+    displaced: Option<String>,
+    old_file: &File,
+    before: &Metadata,
+) -> anyhow::Result<Option<ArchiveRecord>> {
+    let late_name = source.late_archive_name(run_id);
+    let late_path = dir.join(&late_name);
+    let io_error = |error: std::io::Error, what: &str| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot {what} {}", late_path.display()),
+        )
     };
-    if after.len() != before.len()
-        || after.mtime() != before.mtime()
-        || after.mtime_nsec() != before.mtime_nsec()
-    {
-        log::error!(
-            "a file in {} was written after it was archived, by a process that ignores order-reset.lock; those writes are not in the archive",
-            dir.path().display()
-        );
+    match displaced {
+        Some(name) => {
+            let path = dir.join(&name);
+            let found =
+                std::fs::symlink_metadata(&path).map_err(|error| io_error(error, "check"))?;
+            if found.ino() == before.ino()
+                && found.dev() == before.dev()
+                && same_content(before, &found)
+            {
+                std::fs::remove_file(&path).map_err(|error| io_error(error, "clean up before"))?;
+                return Ok(None);
+            }
+            atomic::rename_no_replace(&path, &late_path)
+                .map_err(|error| io_error(error, "create"))?;
+        }
+        None => {
+            let now = old_file
+                .metadata()
+                .map_err(|error| io_error(error, "check"))?;
+            if same_content(before, &now) {
+                return Ok(None);
+            }
+            let temp =
+                TempFile::create(dir, &late_name).map_err(|error| create_error(dir, error))?;
+            let mut reader = old_file
+                .try_clone()
+                .map_err(|error| io_error(error, "read"))?;
+            std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0))
+                .map_err(|error| io_error(error, "read"))?;
+            std::io::copy(&mut reader, &mut temp.file())
+                .map_err(|error| io_error(error, "write"))?;
+            let (uid, gid) = owner_for_new_file(before);
+            temp.set_owner_and_mode(uid, gid, before.mode() & 0o666)
+                .and_then(|()| temp.sync())
+                .and_then(|()| temp.persist(dir, &late_name, false))
+                .map_err(|error| io_error(error, "create"))?;
+        }
     }
+
+    let (mut file, _) = atomic::open_regular(&late_path)
+        .map_err(|error| io_error(error, "read"))?
+        .ok_or_else(|| failure(ErrorKind::Io, format!("{} vanished", late_path.display())))?;
+    let (bytes, sha256) = archive::hash_file(&mut file).map_err(|error| io_error(error, "read"))?;
+    log::error!(
+        "{} was written during the reset by a process that does not take order-reset.lock; what it wrote is kept in {}: make the backend take the lock",
+        source.file_name(),
+        late_path.display()
+    );
+    Ok(Some(ArchiveRecord {
+        file: late_name,
+        source,
+        valid: false,
+        late: true,
+        bytes,
+        sha256,
+        entries: None,
+    }))
+}
+
+/// Compares size and modification time, which any write changes. The change
+/// time is left out because a rename changes it too.
+fn same_content(before: &Metadata, after: &Metadata) -> bool {
+    after.len() == before.len()
+        && after.mtime() == before.mtime()
+        && after.mtime_nsec() == before.mtime_nsec()
 }
 
 fn report(
@@ -728,7 +836,7 @@ fn report(
         entry
             .archives
             .iter()
-            .find(|record| record.source == source)
+            .find(|record| record.source == source && !record.late)
             .map(|record| dir.join(&record.file).display().to_string())
     };
     Report {
@@ -744,6 +852,12 @@ fn report(
         run_id: entry.id.clone(),
         invalid_files,
         recovered_run_id,
+        late_archives: entry
+            .archives
+            .iter()
+            .filter(|record| record.late)
+            .map(|record| dir.join(&record.file).display().to_string())
+            .collect(),
     }
 }
 
@@ -785,6 +899,9 @@ impl Render for Report {
         }
         for file in &self.invalid_files {
             let _ = writeln!(out, "  forced: {}", file.error);
+        }
+        for path in &self.late_archives {
+            let _ = writeln!(out, "  written during the reset, kept in  {path}");
         }
     }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::archive;
 use crate::atomic;
 use crate::clock;
-use crate::datadir::{DataDir, PENDING_FILE, Source};
+use crate::datadir::{DataDir, Source};
 use crate::journal;
 use crate::lock::{self, LockState};
 use crate::output::{Render, count_noun, format_age, format_counts, format_size};
@@ -34,6 +34,9 @@ pub struct Report {
     pub lock: LockState,
     /// Run id of an interrupted reset that the next reset completes.
     pub pending_reset: Option<String>,
+    /// Why `order-reset.pending` could not be read; a reset stops until it is
+    /// repaired or removed.
+    pub pending_error: Option<String>,
     /// Journal lines that could not be parsed, as `line N: error`.
     pub journal_errors: Vec<String>,
 }
@@ -128,13 +131,9 @@ pub fn run(dir: &DataDir) -> anyhow::Result<Report> {
         }
     }
 
-    let pending_reset = if dir.join(PENDING_FILE).exists() {
-        match pending::read(dir) {
-            Ok(record) => record.and_then(|record| record.entry.id),
-            Err(error) => Some(format!("unreadable: {error:#}")),
-        }
-    } else {
-        None
+    let (pending_reset, pending_error) = match pending::read(dir) {
+        Ok(record) => (record.and_then(|record| record.entry.id), None),
+        Err(error) => (None, Some(crate::error::one_line(&error))),
     };
 
     Ok(Report {
@@ -146,6 +145,7 @@ pub fn run(dir: &DataDir) -> anyhow::Result<Report> {
         archives,
         lock: lock_state,
         pending_reset,
+        pending_error,
         journal_errors,
     })
 }
@@ -247,6 +247,9 @@ impl Render for Report {
             LockState::Unreadable { error } => format!("unknown: {error}"),
         };
         let _ = writeln!(out, "{:<19}{lock}", "lock");
+        if let Some(error) = &self.pending_error {
+            let _ = writeln!(out, "{:<19}{error}", "pending");
+        }
         if let Some(run_id) = &self.pending_reset {
             let _ = writeln!(
                 out,

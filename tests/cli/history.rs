@@ -106,3 +106,51 @@ fn history_of_empty_directory() {
     assert_eq!(code(&output), 0);
     assert_eq!(stdout(&output), "No resets yet.\n");
 }
+
+#[test]
+fn history_orders_same_second_runs_numerically() {
+    let dir = DataDir::new();
+    for number in 0..11 {
+        reset_at(
+            &dir,
+            "2026-12-04T00:00:00+00:00",
+            &format!("{{\"s{number}\": {{\"status\": \"draft\"}}}}"),
+        );
+    }
+    let (_, report) = dir.run_json(&["history", "--limit", "3"]);
+    let ids: Vec<&str> = report["resets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|reset| reset["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "20261204_000000_11",
+            "20261204_000000_10",
+            "20261204_000000_9"
+        ]
+    );
+    assert_eq!(report["total"], json!(11));
+
+    let output = dir.run(&["history", "--limit", "0"]);
+    assert_eq!(stdout(&output), "");
+}
+
+#[test]
+fn history_reports_unparseable_journal_lines() {
+    let dir = DataDir::new();
+    reset_at(
+        &dir,
+        "2026-12-04T00:00:00+00:00",
+        r#"{"a": {"status": "draft"}}"#,
+    );
+    let mut journal = fs::read(dir.file(crate::common::JOURNAL)).unwrap();
+    journal.extend_from_slice(b"[]\n{\"id\": null}\n");
+    dir.write(crate::common::JOURNAL, &journal);
+    let (exit, report) = dir.run_json(&["history"]);
+    assert_eq!(exit, 0);
+    assert_eq!(report["resets"].as_array().unwrap().len(), 1);
+    assert_eq!(report["journal_errors"].as_array().unwrap().len(), 2);
+}

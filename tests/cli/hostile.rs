@@ -270,3 +270,126 @@ fn archives_are_never_more_readable_than_sources() {
         assert_eq!(dir.mode(SESSIONS), mode, "active file keeps {mode:o}");
     }
 }
+
+/// Writes a pending record naming `archive` and `temp`, with `temp`'s hash.
+fn plant_pending(dir: &DataDir, archive: &str, temp: &str, temp_path: &std::path::Path) {
+    let hash = crate::common::sha256_file(temp_path);
+    let record = serde_json::json!({
+        "entry": {"schema_version": 1, "id": "20260101_000000", "reset_at": "2026-01-01T00:00:00+00:00"},
+        "files": [{"source": "sessions", "archive": archive, "temp": temp, "sha256": hash, "bytes": 1}]
+    });
+    dir.write("order-reset.pending", serde_json::to_vec(&record).unwrap());
+}
+
+#[test]
+fn planted_pending_record_cannot_move_files() {
+    let outside = Outside::new();
+    let before = outside.snapshot();
+    let victim_dir = outside.dir.path().display().to_string();
+    for (archive, temp) in [
+        (
+            format!("{victim_dir}/planted.sh"),
+            ".x.order-reset-tmp".to_string(),
+        ),
+        (
+            "../planted.sh".to_string(),
+            ".x.order-reset-tmp".to_string(),
+        ),
+        (
+            "session_history_20260101_000000.json".to_string(),
+            format!(
+                "../{}/victim",
+                outside.dir.path().file_name().unwrap().to_string_lossy()
+            ),
+        ),
+        (
+            "session_history_20260101_000000.json".to_string(),
+            outside.victim().display().to_string(),
+        ),
+    ] {
+        let dir = DataDir::new();
+        dir.write(SESSIONS, SESSIONS_BYTES);
+        dir.write(".x.order-reset-tmp", "payload");
+        let temp_path = if temp.starts_with('.') && !temp.contains('/') {
+            dir.file(&temp)
+        } else {
+            outside.victim()
+        };
+        plant_pending(&dir, &archive, &temp, &temp_path);
+
+        let output = dir.run(&["reset"]);
+        let context = format!("archive {archive}, temp {temp}");
+        assert_eq!(code(&output), 65, "{context}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("is damaged"),
+            "{context}: {}",
+            stderr(&output)
+        );
+        assert_eq!(dir.read(SESSIONS), SESSIONS_BYTES, "{context}");
+        assert!(!outside.dir.file("planted.sh").exists(), "{context}");
+        assert!(
+            !dir.path().parent().unwrap().join("planted.sh").exists(),
+            "{context}"
+        );
+
+        let (exit, status) = dir.run_json(&["status"]);
+        assert_eq!(exit, 0, "{context}");
+        assert!(
+            status["pending_error"]
+                .as_str()
+                .unwrap()
+                .contains("is damaged"),
+            "{context}"
+        );
+    }
+    assert_eq!(outside.snapshot(), before);
+}
+
+#[test]
+fn pending_record_of_another_user_is_rejected() {
+    if !crate::common::is_root() {
+        eprintln!("skipping: changing a file's owner needs root");
+        return;
+    }
+    let dir = DataDir::new();
+    dir.write(SESSIONS, SESSIONS_BYTES);
+    dir.write(".x.order-reset-tmp", "payload");
+    plant_pending(
+        &dir,
+        "session_history_20260101_000000.json",
+        ".x.order-reset-tmp",
+        &dir.file(".x.order-reset-tmp"),
+    );
+    std::os::unix::fs::chown(dir.file("order-reset.pending"), Some(4321), Some(4321)).unwrap();
+    let output = dir.run(&["reset"]);
+    assert_eq!(code(&output), 65, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("belongs to uid 4321"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.file("session_history_20260101_000000.json").exists());
+}
+
+#[test]
+fn hard_links_at_lock_and_journal_are_rejected() {
+    for name in [LOCK, JOURNAL] {
+        let dir = DataDir::new();
+        let outside = Outside::new();
+        dir.write(SESSIONS, SESSIONS_BYTES);
+        if fs::hard_link(outside.victim(), dir.file(name)).is_err() {
+            eprintln!("skipping: the temporary directories are on different filesystems");
+            return;
+        }
+        let before = outside.snapshot();
+        let output = dir.run(&["reset"]);
+        assert_eq!(code(&output), 73, "{name}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("hard links"),
+            "{name}: {}",
+            stderr(&output)
+        );
+        assert_eq!(outside.snapshot(), before, "{name}");
+        assert_eq!(dir.read(SESSIONS), SESSIONS_BYTES, "{name}");
+    }
+}

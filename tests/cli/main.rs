@@ -10,6 +10,7 @@ mod durability;
 mod faults;
 mod history;
 mod hostile;
+mod late_writes;
 mod lock;
 mod properties;
 mod reset;

@@ -485,3 +485,57 @@ fn symlinked_active_file_is_rejected() {
             .is_symlink()
     );
 }
+
+#[test]
+fn run_id_of_moved_archive_is_not_reused() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, r#"{"a": {"status": "draft"}}"#);
+    let output = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0);
+    fs::rename(
+        dir.file("session_history_20261204_000001.json"),
+        dir.file("moved-away.json"),
+    )
+    .unwrap();
+
+    dir.write(SESSIONS, r#"{"b": {"status": "draft"}}"#);
+    let output = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .env("ORDER_RESET_FAILPOINT", "after-pending:exit")
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 86);
+    let (exit, report) = dir.run_json(&["reset"]);
+    assert_eq!(exit, 0);
+    assert_eq!(report["recovered_run_id"], json!("20261204_000001_2"));
+    assert_eq!(
+        dir.read("session_history_20261204_000001_2.json"),
+        br#"{"b": {"status": "draft"}}"#
+    );
+    assert_eq!(dir.read(SESSIONS), b"{}");
+}
+
+#[test]
+fn failed_reset_creates_no_journal() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, "{");
+    let output = dir.run(&["reset"]);
+    assert_eq!(code(&output), 65);
+    assert!(!dir.file(JOURNAL).exists());
+}
+
+#[test]
+fn full_stdout_exits_74() {
+    let dir = DataDir::new();
+    let output = dir
+        .command(&["status"])
+        .stdout(fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 74, "{}", stderr(&output));
+}

@@ -1,0 +1,101 @@
+//! A writer that ignores the lock and writes an active file after the reset
+//! archived it: what it wrote is kept in a `.late` archive, never lost.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::{DataDir, SESSIONS, code, stderr};
+
+const NOW: &str = "2026-12-04T00:00:01+01:00";
+const ORIGINAL: &[u8] = br#"{"a": {"status": "draft"}}"#;
+const LATE: &[u8] = br#"{"a": {"status": "draft"}, "b": {"status": "approved"}}"#;
+
+/// Starts a reset that pauses after its archives are in place, runs `write`
+/// in that pause, and returns the reset's JSON report.
+fn reset_with_write_in_window(dir: &DataDir, write: impl FnOnce(&DataDir)) -> serde_json::Value {
+    let child = dir
+        .command(&["--json", "reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .env("ORDER_RESET_FAILPOINT", "after-archives:sleep")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !dir.file("session_history_20261204_000001.json").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "archive never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    write(dir);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("does not take order-reset.lock"),
+        "{}",
+        stderr(&output)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn check_kept(dir: &DataDir, report: &serde_json::Value) {
+    let late = "session_history_20261204_000001.late";
+    assert_eq!(dir.read("session_history_20261204_000001.json"), ORIGINAL);
+    assert_eq!(dir.read(late), LATE);
+    assert_eq!(dir.read(SESSIONS), b"{}");
+    assert_eq!(
+        report["late_archives"],
+        json!([dir.file(late).display().to_string()])
+    );
+    let journal = dir.journal();
+    let records = journal[0]["archives"].as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1]["file"], json!(late));
+    assert_eq!(records[1]["late"], json!(true));
+    assert_eq!(records[1]["bytes"], json!(LATE.len()));
+    assert_eq!(
+        records[1]["sha256"],
+        json!(crate::common::sha256_file(&dir.file(late)))
+    );
+    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
+}
+
+#[test]
+fn late_write_in_place_is_kept() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    // fs::write truncates and rewrites the same inode, as Python's open("w") does.
+    let report =
+        reset_with_write_in_window(&dir, |dir| fs::write(dir.file(SESSIONS), LATE).unwrap());
+    check_kept(&dir, &report);
+}
+
+#[test]
+fn late_replacing_write_is_kept() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let report = reset_with_write_in_window(&dir, |dir| {
+        let temp = dir.file("writer.tmp");
+        fs::write(&temp, LATE).unwrap();
+        fs::rename(&temp, dir.file(SESSIONS)).unwrap();
+    });
+    check_kept(&dir, &report);
+}
+
+#[test]
+fn history_lists_late_archive() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    reset_with_write_in_window(&dir, |dir| fs::write(dir.file(SESSIONS), LATE).unwrap());
+    let (exit, history) = dir.run_json(&["history"]);
+    assert_eq!(exit, 0);
+    assert_eq!(history["resets"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        history["resets"][0]["archives"].as_array().unwrap().len(),
+        2
+    );
+}
