@@ -139,7 +139,7 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
     }
 
     let total = resets.len();
-    resets.sort_by(|a, b| b.sort_key.cmp(&a.sort_key));
+    resets.sort_by_key(|reset| std::cmp::Reverse(reset.sort_key));
     if let Some(limit) = args.limit {
         resets.truncate(limit);
     }
