@@ -75,6 +75,8 @@ fn full_disk_exits_74_and_keeps_files() {
     assert!(sessions.len() > 600 * 1024, "{} bytes", sessions.len());
     fs::write(mount.path().join(SESSIONS), &sessions).unwrap();
     fs::write(mount.path().join(TAKEOVERS), "{}").unwrap();
+    let earlier = mount.path().join("session_history_20261203_000000.json");
+    fs::write(&earlier, br#"{"old": {"status": "draft"}}"#).unwrap();
 
     let output = bare_command()
         .arg("--data-dir")
@@ -89,9 +91,16 @@ fn full_disk_exits_74_and_keeps_files() {
         stderr(&output)
     );
     assert_eq!(fs::read(mount.path().join(SESSIONS)).unwrap(), sessions);
+    assert_eq!(
+        fs::read(&earlier).unwrap(),
+        br#"{"old": {"status": "draft"}}"#
+    );
     let left: Vec<String> = names(mount.path())
         .into_iter()
-        .filter(|name| name.starts_with('.') || name.starts_with("session_history_"))
+        .filter(|name| {
+            name.starts_with('.')
+                || (name.starts_with("session_history_") && !name.contains("20261203"))
+        })
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
