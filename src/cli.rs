@@ -43,8 +43,14 @@ pub enum Command {
     Reset(ResetArgs),
     /// Show the active files, the last reset, the archives and the lock
     Status(StatusArgs),
-    /// List past resets, newest first, including archives not in the journal
+    /// List past resets, newest first, or show, search, verify and prune them
     History(HistoryArgs),
+    /// Put the sessions of an archived reset back into the active files
+    Restore(RestoreArgs),
+    /// Print a shell completion script to stdout
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -60,16 +66,108 @@ pub struct ResetArgs {
     /// Report what a reset would do and change nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Reset only if no reset has run since the most recent daily cutoff
+    /// (see --at), so that an hourly schedule catches a missed midnight once
+    #[arg(long)]
+    pub daily: bool,
+
+    /// Local time of the daily cutoff for --daily, as HH:MM
+    #[arg(long, value_name = "HH:MM", default_value = "00:00", requires = "daily", value_parser = parse_time_of_day)]
+    pub at: chrono::NaiveTime,
 }
 
 #[derive(Debug, Args)]
-pub struct StatusArgs {}
+pub struct StatusArgs {
+    /// Exit 2 (critical) when the last reset is older than DURATION, such as 25h
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_age: Option<Duration>,
+
+    /// Exit 1 (warning) when the lock has been held longer than DURATION
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_lock_age: Option<Duration>,
+}
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Show at most N resets
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+
+    #[command(subcommand)]
+    pub action: Option<HistoryAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryAction {
+    /// Show one reset in detail: every session it archived
+    Show {
+        /// Run id (YYYYMMDD_HHMMSS[_N]) or archive file name, as `history` prints them
+        id: String,
+    },
+    /// Find the archives that hold a session by session id, order number or invoice id
+    Search {
+        /// Exact session id, order number or invoice id
+        term: String,
+    },
+    /// Check every archive against its SHA-256 and the journal's hash chain
+    Verify,
+    /// Delete old archives; the journal keeps their lines, marked pruned
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Keep archives of resets from the last N days
+    #[arg(long, value_name = "N")]
+    pub keep_days: Option<u32>,
+
+    /// Keep the archives of the newest N resets
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+
+    /// Report what would be deleted and delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Time to wait for a busy lock, such as 500ms, 10s or 2m
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub wait: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Run id (YYYYMMDD_HHMMSS[_N]) or archive file name, as `history` prints them
+    pub id: String,
+
+    /// Restore the takeover requests of that reset too
+    #[arg(long)]
+    pub takeovers: bool,
+
+    /// Add the archived sessions whose ids are absent from a non-empty active file
+    #[arg(long)]
+    pub merge: bool,
+
+    /// Report what a restore would do and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Time to wait for a busy lock, such as 500ms, 10s or 2m
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub wait: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to generate the script for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Parses a local time of day such as `00:00` or `23:30`.
+pub fn parse_time_of_day(text: &str) -> Result<chrono::NaiveTime, String> {
+    chrono::NaiveTime::parse_from_str(text, "%H:%M")
+        .map_err(|_| format!("invalid time `{text}`: expected HH:MM, such as 00:00 or 23:30"))
 }
 
 /// Parses a duration such as `250ms`, `10s`, `2m`, `1h` or a bare number of seconds.
@@ -120,6 +218,16 @@ mod tests {
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn time_of_day() {
+        assert_eq!(
+            parse_time_of_day("23:30"),
+            Ok(chrono::NaiveTime::from_hms_opt(23, 30, 0).unwrap())
+        );
+        assert!(parse_time_of_day("24:00").is_err());
+        assert!(parse_time_of_day("7").is_err());
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub enum ErrorKind {
     InvalidData,
     /// The data directory does not exist or is not a directory (exit 66).
     DataDirMissing,
+    /// A reset or archive named on the command line does not exist (exit 66).
+    NotFound,
     /// An output file (archive, temporary file, journal) cannot be created (exit 73).
     CannotCreate,
     /// Reading, writing or syncing failed (exit 74).
@@ -35,7 +37,7 @@ impl ErrorKind {
         match self {
             ErrorKind::Usage => 2,
             ErrorKind::InvalidData => 65,
-            ErrorKind::DataDirMissing => 66,
+            ErrorKind::DataDirMissing | ErrorKind::NotFound => 66,
             ErrorKind::CannotCreate => 73,
             ErrorKind::Io => 74,
             ErrorKind::LockBusy => 75,
@@ -50,6 +52,7 @@ impl ErrorKind {
             ErrorKind::Usage => "usage",
             ErrorKind::InvalidData => "invalid_data",
             ErrorKind::DataDirMissing => "data_dir_missing",
+            ErrorKind::NotFound => "not_found",
             ErrorKind::CannotCreate => "cannot_create",
             ErrorKind::Io => "io_error",
             ErrorKind::LockBusy => "lock_busy",
@@ -140,6 +143,7 @@ mod tests {
             ErrorKind::Usage,
             ErrorKind::InvalidData,
             ErrorKind::DataDirMissing,
+            ErrorKind::NotFound,
             ErrorKind::CannotCreate,
             ErrorKind::Io,
             ErrorKind::LockBusy,
@@ -148,8 +152,7 @@ mod tests {
         ];
         let mut codes: Vec<u8> = kinds.iter().map(|kind| kind.exit_code()).collect();
         codes.sort_unstable();
-        codes.dedup();
-        assert_eq!(codes, vec![1, 2, 65, 66, 73, 74, 75, 77]);
+        assert_eq!(codes, vec![1, 2, 65, 66, 66, 73, 74, 75, 77]);
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! in-process reset, or the archives of a run killed before its journal line)
 //! are listed too, grouped by run id, with counts read from the files.
 
+pub mod prune;
+pub mod search;
+pub mod show;
+pub mod verify;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Local, NaiveDateTime, TimeZone};

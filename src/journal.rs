@@ -26,6 +26,10 @@ pub const JOURNAL_SCHEMA_VERSION: u32 = 1;
 pub struct Entry {
     /// Version of this line's format.
     pub schema_version: u32,
+    /// `reset` (also for lines written before the field existed), `restore`
+    /// or `prune`.
+    #[serde(default = "reset_event")]
+    pub event: String,
     /// Run id shared by the run's archives; `None` when nothing was archived.
     #[serde(default)]
     pub id: Option<String>,
@@ -60,9 +64,29 @@ pub struct Entry {
     /// after its archives were written.
     #[serde(default, skip_serializing_if = "is_false")]
     pub recovered: bool,
+    /// For a `restore` line: the run id whose archives were put back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<String>,
+    /// For a `prune` line: the archive files it deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<String>,
     /// SHA-256 of the previous journal line, lowercase hex.
     #[serde(default)]
     pub prev: String,
+}
+
+/// Event name of a reset line.
+pub const RESET_EVENT: &str = "reset";
+
+fn reset_event() -> String {
+    RESET_EVENT.to_string()
+}
+
+impl Entry {
+    /// Returns whether this line records a reset (not a restore or prune).
+    pub fn is_reset(&self) -> bool {
+        self.event == RESET_EVENT
+    }
 }
 
 fn is_false(value: &bool) -> bool {
@@ -256,6 +280,7 @@ mod tests {
     fn entry_round_trips_through_json() {
         let mut entry = Entry {
             schema_version: JOURNAL_SCHEMA_VERSION,
+            event: RESET_EVENT.to_string(),
             id: Some("20261204_000000".to_string()),
             total_sessions_reset: 2,
             ..Entry::default()

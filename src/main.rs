@@ -11,12 +11,15 @@ mod clock;
 mod datadir;
 mod error;
 mod failpoint;
+mod generate;
 mod history;
 mod journal;
 mod lock;
 mod output;
 mod pending;
 mod reset;
+mod restore;
+mod runs;
 mod scan;
 mod status;
 mod system;
@@ -27,7 +30,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde::Serialize;
 
-use crate::cli::{Cli, Command, DATA_DIR_ENV};
+use crate::cli::{Cli, Command, DATA_DIR_ENV, HistoryAction};
 use crate::datadir::DataDir;
 use crate::error::{ErrorKind, failure};
 use crate::output::Render;
@@ -40,9 +43,14 @@ fn main() -> ExitCode {
     init_logging(&cli);
 
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(error) => {
             let kind = error::kind_of(&error);
+            let code = if is_monitoring_check(&cli) {
+                MONITORING_UNKNOWN
+            } else {
+                kind.exit_code()
+            };
             let mut message = error::one_line(&error);
             if kind == ErrorKind::PermissionDenied && !message.contains(": run ") {
                 message.push_str(": run order-reset as root or as the owner of the data files");
@@ -53,12 +61,22 @@ fn main() -> ExitCode {
                     success: false,
                     error: message,
                     error_kind: kind.as_str(),
-                    exit_code: kind.exit_code(),
+                    exit_code: code,
                 });
             }
-            ExitCode::from(kind.exit_code())
+            ExitCode::from(code)
         }
     }
+}
+
+/// Exit code UNKNOWN of the monitoring-plugin convention, for a `status`
+/// check that could not run.
+const MONITORING_UNKNOWN: u8 = 3;
+
+/// Returns whether the command is a `status` monitoring check, whose errors
+/// exit with UNKNOWN instead of the usual codes.
+fn is_monitoring_check(cli: &Cli) -> bool {
+    matches!(&cli.command, Command::Status(args) if args.max_age.is_some() || args.max_lock_age.is_some())
 }
 
 /// The `--json` document of a failed run.
@@ -77,6 +95,15 @@ fn usage_error(error: clap::Error) -> ExitCode {
     if error.exit_code() == 0 {
         return ExitCode::SUCCESS;
     }
+    let monitoring = std::env::args_os().any(|arg| {
+        arg.to_string_lossy().starts_with("--max-age")
+            || arg.to_string_lossy().starts_with("--max-lock-age")
+    });
+    let code = if monitoring {
+        MONITORING_UNKNOWN
+    } else {
+        ErrorKind::Usage.exit_code()
+    };
     if std::env::args_os().any(|arg| arg == "--json") {
         let rendered = error.render().to_string();
         let text = rendered
@@ -89,22 +116,50 @@ fn usage_error(error: clap::Error) -> ExitCode {
             success: false,
             error: text,
             error_kind: ErrorKind::Usage.as_str(),
-            exit_code: ErrorKind::Usage.exit_code(),
+            exit_code: code,
         });
     }
-    ExitCode::from(ErrorKind::Usage.exit_code())
+    ExitCode::from(code)
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
+/// Runs the subcommand and returns the exit code of a result that was
+/// produced without error.
+fn run(cli: &Cli) -> anyhow::Result<u8> {
+    match &cli.command {
+        Command::Completions(args) => {
+            return print_generated(|out| generate::completions(args.shell, out));
+        }
+        Command::Man => return print_generated(generate::man_page),
+        _ => {}
+    }
     let dir = DataDir::open(&data_dir_path(cli)?)?;
-    let printed = match &cli.command {
+    match &cli.command {
         Command::Reset(args) => emit(cli, &reset::run(&dir, args)?),
-        Command::Status(_) => emit(cli, &status::run(&dir)?),
-        Command::History(args) => emit(cli, &history::run(&dir, args)?),
-    };
-    printed.map_err(|error| {
-        error::io_failure(ErrorKind::Io, error, "cannot write the result to stdout")
-    })
+        Command::Status(args) => emit(cli, &status::run(&dir, args)?),
+        Command::History(args) => match &args.action {
+            None => emit(cli, &history::run(&dir, args)?),
+            Some(HistoryAction::Show { id }) => emit(cli, &history::show::run(&dir, id)?),
+            Some(HistoryAction::Search { term }) => emit(cli, &history::search::run(&dir, term)?),
+            Some(HistoryAction::Verify) => emit(cli, &history::verify::run(&dir)?),
+            Some(HistoryAction::Prune(prune)) => emit(cli, &history::prune::run(&dir, prune)?),
+        },
+        Command::Restore(args) => emit(cli, &restore::run(&dir, args)?),
+        Command::Completions(_) | Command::Man => unreachable!("handled above"),
+    }
+}
+
+/// Prints a generated completion script or man page.
+fn print_generated(
+    generate: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+) -> anyhow::Result<u8> {
+    let mut bytes = Vec::new();
+    generate(&mut bytes)?;
+    print_stdout(&String::from_utf8_lossy(&bytes)).map_err(stdout_error)?;
+    Ok(0)
+}
+
+fn stdout_error(error: std::io::Error) -> anyhow::Error {
+    error::io_failure(ErrorKind::Io, error, "cannot write the result to stdout")
 }
 
 /// Takes the data directory from `--data-dir`, else from the environment; it
@@ -127,17 +182,16 @@ fn data_dir_path(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
 /// Prints a result: JSON with `--json`, else the human text. `-q` drops the
 /// human summary of `reset`, so that a successful cron run prints nothing;
 /// `status` and `history` print their report regardless.
-fn emit(cli: &Cli, result: &impl Render) -> std::io::Result<()> {
-    let summary_only = matches!(cli.command, Command::Reset(_));
+fn emit(cli: &Cli, result: &impl Render) -> anyhow::Result<u8> {
+    let summary_only = matches!(cli.command, Command::Reset(_) | Command::Restore(_));
     if cli.json {
-        print_json(result)
+        print_json(result).map_err(stdout_error)?;
     } else if cli.quiet == 0 || !summary_only {
         let mut text = String::new();
         result.render_human(&mut text);
-        print_stdout(&text)
-    } else {
-        Ok(())
+        print_stdout(&text).map_err(stdout_error)?;
     }
+    Ok(result.exit_code())
 }
 
 fn print_json(value: &impl Serialize) -> std::io::Result<()> {

@@ -9,6 +9,13 @@ use serde::Serialize;
 pub trait Render: Serialize {
     /// Appends the human-readable form to `out`.
     fn render_human(&self, out: &mut String);
+
+    /// Returns the exit code for a result that was produced without error:
+    /// 0, unless a check such as `history verify` or `status --max-age`
+    /// found a problem.
+    fn exit_code(&self) -> u8 {
+        0
+    }
 }
 
 /// Returns `1 session`, `2 sessions`.

@@ -151,6 +151,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
 
     let mut entry = Entry {
         schema_version: journal::JOURNAL_SCHEMA_VERSION,
+        event: journal::RESET_EVENT.to_string(),
         reset_at: now.to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
         user: system::user_name(),
         uid: atomic::effective_uid(),

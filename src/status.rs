@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::archive;
 use crate::atomic;
+use crate::cli::StatusArgs;
 use crate::clock;
 use crate::datadir::{DataDir, Source};
 use crate::journal;
@@ -39,7 +40,23 @@ pub struct Report {
     pub pending_error: Option<String>,
     /// Journal lines that could not be parsed, as `line N: error`.
     pub journal_errors: Vec<String>,
+    /// The monitoring check, present with `--max-age` or `--max-lock-age`.
+    pub check: Option<Check>,
 }
+
+/// A monitoring check in the monitoring-plugin convention (Nagios, Icinga,
+/// Sensu): exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+#[derive(Debug, Serialize)]
+pub struct Check {
+    /// `OK`, `WARNING`, `CRITICAL` or `UNKNOWN`.
+    pub state: &'static str,
+    /// The exit code of that state.
+    pub exit_code: u8,
+    /// One line per problem found, or a summary when there is none.
+    pub messages: Vec<String>,
+}
+
+const CHECK_STATES: [&str; 4] = ["OK", "WARNING", "CRITICAL", "UNKNOWN"];
 
 /// One active file.
 #[derive(Debug, Serialize)]
@@ -77,7 +94,7 @@ pub struct ArchiveTotals {
 }
 
 /// Builds the status report.
-pub fn run(dir: &DataDir) -> anyhow::Result<Report> {
+pub fn run(dir: &DataDir, args: &StatusArgs) -> anyhow::Result<Report> {
     let lock_state = lock::probe(dir);
     // A shared lock waits for a write in progress, so that a file is not
     // reported invalid only because it was read half-written. Status still
@@ -96,7 +113,8 @@ pub fn run(dir: &DataDir) -> anyhow::Result<Report> {
         Ok(lines) => {
             for line in lines {
                 match line.entry {
-                    Ok(entry) => last_reset = Some(entry),
+                    Ok(entry) if entry.is_reset() => last_reset = Some(entry),
+                    Ok(_) => {}
                     Err(error) => journal_errors.push(format!("line {}: {error}", line.number)),
                 }
             }
@@ -136,7 +154,11 @@ pub fn run(dir: &DataDir) -> anyhow::Result<Report> {
         Err(error) => (None, Some(crate::error::one_line(&error))),
     };
 
+    let check = (args.max_age.is_some() || args.max_lock_age.is_some())
+        .then(|| check(args, last_reset.as_ref(), &lock_state));
+
     Ok(Report {
+        check,
         schema_version: STATUS_SCHEMA_VERSION,
         data_dir: dir.path().display().to_string(),
         sessions,
@@ -148,6 +170,62 @@ pub fn run(dir: &DataDir) -> anyhow::Result<Report> {
         pending_error,
         journal_errors,
     })
+}
+
+/// Checks the age of the last reset and of the lock against the limits.
+fn check(args: &StatusArgs, last_reset: Option<&LastReset>, lock: &LockState) -> Check {
+    let mut code = 0u8;
+    let mut messages = Vec::new();
+    if let Some(max_age) = args.max_age {
+        let limit = format_age(max_age.as_secs() as i64);
+        match last_reset.map(|reset| reset.age_seconds) {
+            None => {
+                code = code.max(2);
+                messages.push("no reset in the journal".to_string());
+            }
+            Some(None) => {
+                code = code.max(3);
+                messages.push("the last reset's time cannot be read".to_string());
+            }
+            Some(Some(age)) if age > max_age.as_secs() as i64 => {
+                code = code.max(2);
+                messages.push(format!(
+                    "last reset {} ago, longer than {limit}",
+                    format_age(age)
+                ));
+            }
+            Some(Some(age)) => messages.push(format!("last reset {} ago", format_age(age))),
+        }
+    }
+    if let Some(max_lock_age) = args.max_lock_age {
+        if let LockState::Held { holder, pid, .. } = lock {
+            // Only a holder record whose pid the kernel confirms tells how
+            // long the lock has been held; a backend writes no record.
+            let since = holder
+                .as_ref()
+                .filter(|holder| Some(holder.pid) == *pid)
+                .and_then(|holder| DateTime::parse_from_rfc3339(&holder.started_at).ok());
+            match since {
+                Some(since) => {
+                    let held = (clock::now() - since).num_seconds();
+                    if held > max_lock_age.as_secs() as i64 {
+                        code = code.max(1);
+                        messages.push(format!(
+                            "lock held for {}, longer than {}",
+                            format_age(held),
+                            format_age(max_lock_age.as_secs() as i64)
+                        ));
+                    }
+                }
+                None => messages.push("lock held, for an unknown time".to_string()),
+            }
+        }
+    }
+    Check {
+        state: CHECK_STATES[code as usize],
+        exit_code: code,
+        messages,
+    }
 }
 
 fn file_status(dir: &DataDir, source: Source) -> FileStatus {
@@ -213,6 +291,15 @@ fn render_file(out: &mut String, label: &str, noun: &str, file: &FileStatus) {
 impl Render for Report {
     fn render_human(&self, out: &mut String) {
         use std::fmt::Write as _;
+        // Monitoring plugins read only the first line of the output.
+        if let Some(check) = &self.check {
+            let _ = writeln!(
+                out,
+                "ORDER-RESET {} - {}",
+                check.state,
+                check.messages.join("; ")
+            );
+        }
         let _ = writeln!(out, "{:<19}{}", "data directory", self.data_dir);
         render_file(out, "sessions", "session", &self.sessions);
         render_file(
@@ -260,5 +347,9 @@ impl Render for Report {
         for error in &self.journal_errors {
             let _ = writeln!(out, "{:<19}{error}", "journal");
         }
+    }
+
+    fn exit_code(&self) -> u8 {
+        self.check.as_ref().map_or(0, |check| check.exit_code)
     }
 }
