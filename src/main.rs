@@ -21,6 +21,7 @@ mod reset;
 mod restore;
 mod runs;
 mod scan;
+mod schedule;
 mod status;
 mod system;
 

@@ -34,6 +34,7 @@ use crate::lock;
 use crate::output::{Render, count_noun, format_counts};
 use crate::pending::{self, Pending, PendingFile};
 use crate::scan::{ScanErrorKind, Summary};
+use crate::schedule;
 use crate::system;
 
 /// The content of an active file after a reset, as Python's
@@ -67,6 +68,11 @@ pub struct Report {
     /// Paths of `.late` archives: what a writer that ignores the lock wrote
     /// into an active file during this reset.
     pub late_archives: Vec<String>,
+    /// With `--daily`: true when a reset had already run after the cutoff,
+    /// so this run changed nothing.
+    pub skipped: bool,
+    /// With `--daily`: the most recent cutoff, RFC 3339.
+    pub daily_cutoff: Option<String>,
 }
 
 /// A file that `--force` archived although it is not valid JSON.
@@ -140,6 +146,33 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
                 format!("cannot remove temporary files in {}", dir.path().display()),
             )
         })?;
+    }
+
+    let mut daily_cutoff = None;
+    if args.daily {
+        let cutoff = schedule::latest_cutoff(now, args.at);
+        daily_cutoff = Some(cutoff.to_rfc3339());
+        if let Some(last) = reset_since(dir, cutoff)? {
+            log::info!(
+                "skipping: the reset at {last} ran after the daily cutoff {}",
+                cutoff.to_rfc3339()
+            );
+            return Ok(Report {
+                skipped: true,
+                daily_cutoff,
+                ..report(
+                    dir,
+                    &Entry::default(),
+                    args.dry_run,
+                    Vec::new(),
+                    recovered_run_id,
+                )
+            });
+        }
+        log::info!(
+            "no reset since the daily cutoff {}; resetting",
+            cutoff.to_rfc3339()
+        );
     }
 
     let mut inspected = Vec::new();
@@ -216,7 +249,10 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
 
     if args.dry_run {
         entry.duration_ms = started.elapsed().as_millis() as u64;
-        return Ok(report(dir, &entry, true, invalid_files, None));
+        return Ok(Report {
+            daily_cutoff,
+            ..report(dir, &entry, true, invalid_files, None)
+        });
     }
 
     let replacements = to_archive
@@ -238,7 +274,26 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
         &mut journal,
         started,
     )?;
-    Ok(report(dir, &entry, false, invalid_files, recovered_run_id))
+    Ok(Report {
+        daily_cutoff,
+        ..report(dir, &entry, false, invalid_files, recovered_run_id)
+    })
+}
+
+/// Returns the time of a journaled reset at or after `cutoff`, if any.
+fn reset_since(
+    dir: &DataDir,
+    cutoff: chrono::DateTime<chrono::FixedOffset>,
+) -> anyhow::Result<Option<String>> {
+    Ok(journal::read_all(dir)?
+        .into_iter()
+        .filter_map(|line| line.entry.ok())
+        .filter(|entry| entry.is_reset())
+        .filter(|entry| {
+            chrono::DateTime::parse_from_rfc3339(&entry.reset_at).is_ok_and(|time| time >= cutoff)
+        })
+        .map(|entry| entry.reset_at)
+        .last())
 }
 
 /// Opens an active file and, when it exists, copies it into a temporary
@@ -501,6 +556,41 @@ fn check_unchanged(dir: &DataDir, item: &Inspected) -> anyhow::Result<()> {
 /// second never share a name.
 fn choose_run_id(dir: &DataDir, stamp: &str) -> anyhow::Result<String> {
     let journaled = journal::run_ids(dir)?;
+    // When the local clock went back by up to a few hours (the end of
+    // daylight saving time, or a small correction), continue from the newest
+    // name, so that names keep sorting in the order of the resets; `reset_at`
+    // keeps the true time. A larger step back is taken as a clock that was
+    // wrong before, and names follow the clock again.
+    let newest = journaled
+        .iter()
+        .map(String::as_str)
+        .chain(
+            dir.archives()?
+                .iter()
+                .map(|(name, _)| name.run_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .filter_map(|run_id| run_id.get(..15))
+        .max()
+        .map(str::to_string);
+    let parse = |text: &str| chrono::NaiveDateTime::parse_from_str(text, "%Y%m%d_%H%M%S").ok();
+    let behind_by = newest
+        .as_deref()
+        .and_then(parse)
+        .zip(parse(stamp))
+        .map(|(newest, now)| newest - now);
+    let stamp = match newest {
+        Some(newest)
+            if behind_by.is_some_and(|behind| {
+                behind > chrono::Duration::zero() && behind <= chrono::Duration::hours(3)
+            }) =>
+        {
+            log::info!("the clock is behind the newest archive {newest}; naming after it");
+            newest
+        }
+        _ => stamp.to_string(),
+    };
+    let stamp = stamp.as_str();
     for n in 1..10_000u32 {
         let run_id = if n == 1 {
             stamp.to_string()
@@ -859,6 +949,8 @@ fn report(
             .filter(|record| record.late)
             .map(|record| dir.join(&record.file).display().to_string())
             .collect(),
+        skipped: false,
+        daily_cutoff: None,
     }
 }
 
@@ -867,6 +959,14 @@ impl Render for Report {
         use std::fmt::Write as _;
         if let Some(run_id) = &self.recovered_run_id {
             let _ = writeln!(out, "Completed interrupted reset {run_id} first.");
+        }
+        if self.skipped {
+            let _ = writeln!(
+                out,
+                "Skipped: a reset already ran after the daily cutoff {}.",
+                self.daily_cutoff.as_deref().unwrap_or("")
+            );
+            return;
         }
         let counts = format!(
             "{}{} and {}",

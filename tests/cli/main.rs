@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod concurrency;
 mod crash;
+mod daily;
 mod disk;
 mod durability;
 mod faults;

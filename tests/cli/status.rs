@@ -102,3 +102,132 @@ fn status_names_the_lock_holder() {
     assert_eq!(report["lock"]["state"], json!("held"));
     assert_eq!(report["lock"]["pid"], json!(holder.id()));
 }
+
+fn status_at(dir: &DataDir, now: &str, args: &[&str]) -> (i32, String) {
+    let mut all = vec!["status"];
+    all.extend_from_slice(args);
+    let output = dir
+        .command(&all)
+        .env("ORDER_RESET_NOW", now)
+        .output()
+        .unwrap();
+    (code(&output), stdout(&output))
+}
+
+#[test]
+fn max_age_follows_monitoring_convention() {
+    let dir = DataDir::new();
+    let (exit, text) = status_at(&dir, "2026-12-04T00:00:00+00:00", &["--max-age", "25h"]);
+    assert_eq!(exit, 2, "no reset yet is critical");
+    assert!(
+        text.starts_with("ORDER-RESET CRITICAL - no reset in the journal\n"),
+        "{text}"
+    );
+
+    dir.write(SESSIONS, r#"{"a": {"status": "draft"}}"#);
+    let output = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", "2026-12-04T00:00:00+00:00")
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0);
+
+    let (exit, text) = status_at(&dir, "2026-12-05T00:30:00+00:00", &["--max-age", "25h"]);
+    assert_eq!(exit, 0, "{text}");
+    assert!(
+        text.starts_with("ORDER-RESET OK - last reset 1d 0h ago\n"),
+        "{text}"
+    );
+
+    let (exit, text) = status_at(&dir, "2026-12-05T01:30:00+00:00", &["--max-age", "25h"]);
+    assert_eq!(exit, 2, "{text}");
+    assert!(
+        text.starts_with("ORDER-RESET CRITICAL - last reset 1d 1h ago, longer than 1d 1h\n"),
+        "{text}"
+    );
+
+    let output = dir
+        .command(&["--json", "status", "--max-age", "25h"])
+        .env("ORDER_RESET_NOW", "2026-12-05T01:30:00+00:00")
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 2);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["check"]["state"], json!("CRITICAL"));
+    assert_eq!(report["check"]["exit_code"], json!(2));
+}
+
+#[test]
+fn max_age_errors_are_unknown() {
+    let dir = DataDir::new();
+    let output = crate::common::bare_command()
+        .arg("--data-dir")
+        .arg(dir.file("missing"))
+        .args(["status", "--max-age", "25h"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 3, "a check that cannot run is unknown");
+    let output = dir.run(&["status", "--max-age", "soon"]);
+    assert_eq!(code(&output), 3, "a check with a bad option is unknown");
+}
+
+#[test]
+fn max_lock_age_warns_on_a_long_held_lock() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, r#"{"a": {"status": "draft"}}"#);
+    // A reset that pauses while holding the lock, with its record's start time.
+    let child = dir
+        .command(&["-q", "reset"])
+        .env("ORDER_RESET_NOW", "2026-12-04T00:00:00+00:00")
+        .env("ORDER_RESET_FAILPOINT", "after-lock:sleep")
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while fs::read(dir.file(LOCK)).map_or(true, |record| record.is_empty()) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (exit, text) = status_at(
+        &dir,
+        "2026-12-04T00:20:00+00:00",
+        &["--max-lock-age", "10m"],
+    );
+    let (ok_exit, _) = status_at(
+        &dir,
+        "2026-12-04T00:05:00+00:00",
+        &["--max-lock-age", "10m"],
+    );
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(code(&output), 0);
+    assert_eq!(exit, 1, "{text}");
+    assert!(
+        text.starts_with("ORDER-RESET WARNING - lock held for 20m, longer than 10m\n"),
+        "{text}"
+    );
+    assert_eq!(ok_exit, 0);
+}
+
+#[test]
+fn completions_and_man_page_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = crate::common::bare_command()
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert_eq!(code(&output), 0, "{shell}");
+        assert!(stdout(&output).contains("order-reset"), "{shell}");
+        assert!(stdout(&output).contains("data-dir"), "{shell}");
+    }
+    let output = crate::common::bare_command().arg("man").output().unwrap();
+    assert_eq!(code(&output), 0);
+    let page = stdout(&output);
+    assert!(page.starts_with(".ie"), "{}", &page[..40.min(page.len())]);
+    for needle in [
+        ".TH order-reset 1",
+        ".TH order-reset-reset 1",
+        "\\-\\-max\\-age",
+        "\\-\\-keep\\-days",
+    ] {
+        assert!(page.contains(needle), "{needle}");
+    }
+}
