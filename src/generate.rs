@@ -18,16 +18,22 @@ pub fn completions(shell: clap_complete::Shell, out: &mut Vec<u8>) -> io::Result
 pub fn man_page(out: &mut Vec<u8>) -> io::Result<()> {
     let command = Cli::command();
     clap_mangen::Man::new(command.clone()).render(out)?;
-    // One page per subcommand follows, as `git help` pages do, so that each
-    // option of each subcommand is documented.
+    render_subcommands(&command, "order-reset", out)
+}
+
+/// Appends one page per subcommand, nested ones included, as `git help`
+/// pages do, so that each option of each subcommand is documented.
+fn render_subcommands(command: &clap::Command, prefix: &str, out: &mut Vec<u8>) -> io::Result<()> {
     for sub in command.get_subcommands() {
         if sub.is_hide_set() || sub.get_name() == "help" {
             continue;
         }
+        let title = format!("{prefix}-{}", sub.get_name());
         out.write_all(b"\n")?;
         clap_mangen::Man::new(sub.clone())
-            .title(format!("order-reset-{}", sub.get_name()))
+            .title(title.clone())
             .render(out)?;
+        render_subcommands(sub, &title, out)?;
     }
     Ok(())
 }
