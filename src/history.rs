@@ -20,7 +20,7 @@ use crate::atomic;
 use crate::cli::HistoryArgs;
 use crate::datadir::{ArchiveName, DataDir, Source};
 use crate::journal;
-use crate::output::{Render, count_noun, format_counts, format_size};
+use crate::output::{Align, Render, format_size, table};
 
 /// Version of the `history --json` document.
 pub const HISTORY_SCHEMA_VERSION: u32 = 1;
@@ -226,42 +226,69 @@ impl Render for Report {
         if self.total == 0 {
             let _ = writeln!(out, "No resets yet.");
         }
-        for reset in &self.resets {
-            let sessions = match reset.total_sessions_reset {
-                Some(count) => format!(
-                    "{}{}",
-                    count_noun(count, "session"),
-                    format_counts(&reset.sessions_by_status)
-                ),
-                None => "sessions not counted".to_string(),
-            };
-            let takeovers = match reset.takeover_requests_reset {
-                Some(count) => count_noun(count, "takeover request"),
-                None => "takeover requests not counted".to_string(),
-            };
-            let mut notes = Vec::new();
-            if reset.origin == "archive" {
-                notes.push("not in the journal");
-            }
-            if reset.recovered {
-                notes.push("completed after an interruption");
-            }
-            if reset.archives.is_empty() {
-                notes.push("nothing to reset");
-            }
-            let notes = if notes.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", notes.join(", "))
-            };
-            let _ = writeln!(out, "{}  {sessions}, {takeovers}{notes}", reset.reset_at);
-            for archive in &reset.archives {
-                let size = archive.bytes.map_or("missing".to_string(), format_size);
-                let _ = writeln!(out, "    {}  {size}", archive.file);
-            }
+        if !self.resets.is_empty() {
+            let rows: Vec<Vec<String>> = self.resets.iter().map(row).collect();
+            out.push_str(&table(
+                &[
+                    ("RESET AT", Align::Left),
+                    ("RUN ID", Align::Left),
+                    ("SESSIONS", Align::Right),
+                    ("TAKEOVERS", Align::Right),
+                    ("ARCHIVED", Align::Right),
+                    ("BY STATUS", Align::Left),
+                ],
+                &rows,
+            ));
         }
         for error in &self.journal_errors {
             let _ = writeln!(out, "unreadable journal {error}");
         }
     }
+}
+
+/// Formats one reset as a table row. Counts that cannot be known show `?`,
+/// and notes follow the status counts in brackets.
+fn row(reset: &Reset) -> Vec<String> {
+    let count = |value: Option<u64>| value.map_or("?".to_string(), |count| count.to_string());
+    let present: Vec<u64> = reset
+        .archives
+        .iter()
+        .filter_map(|archive| archive.bytes)
+        .collect();
+    let archived = if reset.archives.is_empty() {
+        "-".to_string()
+    } else if present.len() < reset.archives.len() {
+        format!(
+            "{} of {} missing",
+            reset.archives.len() - present.len(),
+            reset.archives.len()
+        )
+    } else {
+        format_size(present.iter().sum())
+    };
+    let mut by_status: Vec<String> = reset
+        .sessions_by_status
+        .iter()
+        .map(|(status, count)| format!("{status} {count}"))
+        .collect();
+    if reset.origin == "archive" {
+        by_status.push("[not in the journal]".to_string());
+    }
+    if reset.recovered {
+        by_status.push("[completed after an interruption]".to_string());
+    }
+    if reset.archives.is_empty() {
+        by_status.push("[nothing to reset]".to_string());
+    }
+    let time = DateTime::parse_from_rfc3339(&reset.reset_at)
+        .map(|time| time.format("%Y-%m-%d %H:%M:%S %:z").to_string())
+        .unwrap_or_else(|_| reset.reset_at.clone());
+    vec![
+        time,
+        reset.run_id.clone().unwrap_or_else(|| "-".to_string()),
+        count(reset.total_sessions_reset),
+        count(reset.takeover_requests_reset),
+        archived,
+        by_status.join(", "),
+    ]
 }

@@ -59,6 +59,7 @@ fn main() -> ExitCode {
             log::error!("{message}");
             if cli.json {
                 let _ = print_json(&FailureReport {
+                    schema_version: 1,
                     success: false,
                     error: message,
                     error_kind: kind.as_str(),
@@ -83,6 +84,7 @@ fn is_monitoring_check(cli: &Cli) -> bool {
 /// The `--json` document of a failed run.
 #[derive(Serialize)]
 struct FailureReport {
+    schema_version: u32,
     success: bool,
     error: String,
     error_kind: &'static str,
@@ -114,6 +116,7 @@ fn usage_error(error: clap::Error) -> ExitCode {
             .trim_start_matches("error: ")
             .to_string();
         let _ = print_json(&FailureReport {
+            schema_version: 1,
             success: false,
             error: text,
             error_kind: ErrorKind::Usage.as_str(),

@@ -18,6 +18,54 @@ pub trait Render: Serialize {
     }
 }
 
+/// Column alignment in [`table`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    Right,
+}
+
+/// Formats rows as a table with a header line, columns separated by two
+/// spaces and padded to their widest cell. The last column is not padded.
+pub fn table(headers: &[(&str, Align)], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers
+        .iter()
+        .map(|(name, _)| name.chars().count())
+        .collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    let header: Vec<String> = headers.iter().map(|(name, _)| name.to_string()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (index, cell) in row.iter().enumerate() {
+            if index > 0 {
+                line.push_str("  ");
+            }
+            let pad = widths[index].saturating_sub(cell.chars().count());
+            let last = index + 1 == row.len();
+            match headers[index].1 {
+                Align::Right => {
+                    line.push_str(&" ".repeat(pad));
+                    line.push_str(cell);
+                }
+                Align::Left => {
+                    line.push_str(cell);
+                    if !last {
+                        line.push_str(&" ".repeat(pad));
+                    }
+                }
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
 /// Returns `1 session`, `2 sessions`.
 pub fn count_noun(count: u64, noun: &str) -> String {
     if count == 1 {
@@ -90,6 +138,25 @@ mod tests {
         assert_eq!(format_age(3 * 3600 + 300), "3h 5m");
         assert_eq!(format_age(2 * 86_400 + 4 * 3600), "2d 4h");
         assert_eq!(format_age(-1), "in the future");
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let text = table(
+            &[
+                ("NAME", Align::Left),
+                ("COUNT", Align::Right),
+                ("NOTE", Align::Left),
+            ],
+            &[
+                vec!["a".to_string(), "1".to_string(), "x".to_string()],
+                vec!["longer".to_string(), "12345".to_string(), String::new()],
+            ],
+        );
+        assert_eq!(
+            text,
+            "NAME    COUNT  NOTE\na           1  x\nlonger  12345\n"
+        );
     }
 
     #[test]

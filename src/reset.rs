@@ -37,6 +37,9 @@ use crate::scan::{ScanErrorKind, Summary};
 use crate::schedule;
 use crate::system;
 
+/// Version of the `reset --json` document.
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
 /// The content of an active file after a reset, as Python's
 /// `json.dump({}, f, indent=2)` writes it.
 pub const EMPTY_STATE: &[u8] = b"{}";
@@ -45,6 +48,8 @@ pub const EMPTY_STATE: &[u8] = b"{}";
 /// backend's own reset result, so that existing scripts keep working.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// Version of this document's format.
+    pub schema_version: u32,
     pub success: bool,
     pub total_sessions_reset: u64,
     pub sessions_by_status: BTreeMap<String, u64>,
@@ -931,6 +936,7 @@ fn report(
             .map(|record| dir.join(&record.file).display().to_string())
     };
     Report {
+        schema_version: REPORT_SCHEMA_VERSION,
         success: true,
         total_sessions_reset: entry.total_sessions_reset,
         sessions_by_status: entry.sessions_by_status.clone(),

@@ -68,7 +68,8 @@ fn history_human_output() {
     assert_eq!(code(&output), 0);
     assert_eq!(
         stdout(&output),
-        "2026-12-04T00:00:00.000000+00:00  1 session (draft 1), 0 takeover requests\n    session_history_20261204_000000.json  26 B\n"
+        "RESET AT                    RUN ID           SESSIONS  TAKEOVERS  ARCHIVED  BY STATUS\n\
+         2026-12-04 00:00:00 +00:00  20261204_000000         1          0      26 B  draft 1\n"
     );
 }
 

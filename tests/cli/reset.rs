@@ -539,3 +539,21 @@ fn full_stdout_exits_74() {
         .unwrap();
     assert_eq!(code(&output), 74, "{}", stderr(&output));
 }
+
+#[test]
+fn journald_lines_carry_priority_prefix() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, r#"{"a": {"status": "draft"}}"#);
+    let output = dir
+        .command(&["reset"])
+        .env("JOURNAL_STREAM", "8:12345")
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0);
+    let log = stderr(&output);
+    assert!(!log.is_empty());
+    for line in log.lines() {
+        assert!(line.starts_with("<6>") || line.starts_with("<4>"), "{line}");
+    }
+    assert!(log.contains("<6>starting reset of"), "{log}");
+}

@@ -1,0 +1,554 @@
+//! Streaming reader of a sessions archive, one session at a time.
+//!
+//! The archive goes through a fixed buffer. Each chunk is first validated by
+//! [`Scanner`], the same check a reset runs, and then walked by [`Walker`],
+//! which keeps only the current session's key and the few fields that
+//! `history show` and `history search` print. Memory does not grow with the
+//! archive or with the size of one session, apart from the captured values,
+//! which are capped at [`MAX_VALUE_BYTES`] each.
+
+use std::io::{self, Read};
+
+use crate::scan::{ScanError, Scanner, Summary};
+
+/// Size of the read buffer.
+const CHUNK: usize = 1024 * 1024;
+
+/// Maximum number of encoded bytes kept of an entry key or a field value.
+const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+/// Maximum length of a session member name that can be one of [`FIELD_NAMES`].
+const MAX_FIELD_NAME_BYTES: usize = 32;
+
+/// Session members read by the walker, in the order of [`Session`]'s fields.
+const FIELD_NAMES: [&[u8]; 8] = [
+    b"session_id",
+    b"order_number",
+    b"invoice_id",
+    b"status",
+    b"user_id",
+    b"last_modified_by",
+    b"started_at",
+    b"last_modified_at",
+];
+
+/// The fields of one session that `history show` and `history search` print.
+///
+/// Each field is the decoded text of a string member, or the text of a number
+/// member as written in the file (an order number stored as a number still
+/// matches a search). It is `None` when the member is missing, `null`, another
+/// kind of value, or longer than [`MAX_VALUE_BYTES`] encoded bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Session {
+    /// The session's key in the archive object, decoded. A key longer than
+    /// [`MAX_VALUE_BYTES`] encoded bytes is cut there and ends with `…`.
+    pub key: String,
+    pub session_id: Option<String>,
+    pub order_number: Option<String>,
+    pub invoice_id: Option<String>,
+    pub status: Option<String>,
+    pub user_id: Option<String>,
+    pub last_modified_by: Option<String>,
+    pub started_at: Option<String>,
+    pub last_modified_at: Option<String>,
+}
+
+impl Session {
+    fn from_fields(key: String, fields: [Option<String>; 8]) -> Session {
+        let [
+            session_id,
+            order_number,
+            invoice_id,
+            status,
+            user_id,
+            last_modified_by,
+            started_at,
+            last_modified_at,
+        ] = fields;
+        Session {
+            key,
+            session_id,
+            order_number,
+            invoice_id,
+            status,
+            user_id,
+            last_modified_by,
+            started_at,
+            last_modified_at,
+        }
+    }
+}
+
+/// Why an archive could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(io::Error),
+    /// The archive is not valid JSON, is empty, or is not an object of objects.
+    Invalid(ScanError),
+}
+
+/// Reads every session of an archive in file order, calling `on_session` for
+/// each, and returns the counts of the whole file.
+///
+/// A session key that appears twice is passed to `on_session` twice, because
+/// Python's `json.load` keeps the last value at the position of the first, so
+/// only the caller can place it. Sessions passed before a
+/// [`ReadError::Invalid`] come from an archive that Python cannot load.
+pub fn read_sessions(
+    input: &mut impl Read,
+    mut on_session: impl FnMut(Session),
+) -> Result<Summary, ReadError> {
+    let mut buffer = vec![0u8; CHUNK];
+    let mut scanner = Scanner::new();
+    let mut walker = Walker::new();
+    loop {
+        let count = match input.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(count) => count,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(ReadError::Io(error)),
+        };
+        let chunk = &buffer[..count];
+        scanner.feed(chunk).map_err(ReadError::Invalid)?;
+        walker.walk(chunk, &mut on_session);
+    }
+    scanner.finish().map_err(ReadError::Invalid)
+}
+
+/// Where the bytes of the string being read go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Skip,
+    EntryKey,
+    MemberKey,
+    /// The value of the field at this index of [`FIELD_NAMES`].
+    Field(usize),
+}
+
+/// Walker over JSON text that the scanner has already accepted, which picks
+/// out each top-level member and the fields of [`FIELD_NAMES`] in it.
+///
+/// It relies on the input being valid JSON up to the current chunk, but never
+/// panics on other input. Input that is valid JSON but not an object of
+/// objects produces no sessions for the parts in the wrong shape.
+struct Walker {
+    /// Number of open objects and arrays: 1 inside the top-level object, 2
+    /// inside a session.
+    depth: usize,
+    top_is_object: bool,
+    /// Whether the container at depth 2 is a session object.
+    in_session: bool,
+    /// Whether the last token was a `:`, so that the next token starts a value.
+    after_colon: bool,
+    in_string: bool,
+    /// Whether the previous string byte was a backslash that starts an escape.
+    escaped: bool,
+    target: Target,
+    /// Field whose number or literal value is being read.
+    scalar_field: Option<usize>,
+    /// Encoded bytes of the key or value being read.
+    captured: Vec<u8>,
+    /// Whether `captured` was cut at its length limit.
+    overflow: bool,
+    key: String,
+    /// Index in [`FIELD_NAMES`] of the current session member's name.
+    member_field: Option<usize>,
+    fields: [Option<String>; 8],
+}
+
+impl Walker {
+    fn new() -> Walker {
+        Walker {
+            depth: 0,
+            top_is_object: false,
+            in_session: false,
+            after_colon: false,
+            in_string: false,
+            escaped: false,
+            target: Target::Skip,
+            scalar_field: None,
+            captured: Vec::new(),
+            overflow: false,
+            key: String::new(),
+            member_field: None,
+            fields: Default::default(),
+        }
+    }
+
+    fn walk(&mut self, chunk: &[u8], on_session: &mut impl FnMut(Session)) {
+        let mut i = 0;
+        while i < chunk.len() {
+            if self.in_string {
+                i = self.walk_string(chunk, i);
+                continue;
+            }
+            if self.scalar_field.is_some() {
+                i = self.walk_scalar(chunk, i);
+                continue;
+            }
+            let b = chunk[i];
+            i += 1;
+            match b {
+                b'"' => self.begin_string(),
+                b'{' | b'[' => self.open(b == b'{'),
+                b'}' | b']' => self.close(on_session),
+                b':' => self.after_colon = true,
+                b',' | b' ' | b'\n' | b'\r' | b'\t' => {}
+                _ => self.begin_scalar(b),
+            }
+        }
+    }
+
+    /// Advances through string content from `i` and returns the next index.
+    fn walk_string(&mut self, chunk: &[u8], i: usize) -> usize {
+        if self.escaped {
+            self.escaped = false;
+            self.capture(&chunk[i..=i]);
+            return i + 1;
+        }
+        let rest = &chunk[i..];
+        let Some(end) = rest.iter().position(|&b| b == b'"' || b == b'\\') else {
+            self.capture(rest);
+            return chunk.len();
+        };
+        self.capture(&rest[..end]);
+        if rest[end] == b'\\' {
+            self.capture(b"\\");
+            self.escaped = true;
+        } else {
+            self.end_string();
+        }
+        i + end + 1
+    }
+
+    /// Advances through a number or literal from `i` and returns the index of
+    /// the byte that ends it, or the chunk length.
+    fn walk_scalar(&mut self, chunk: &[u8], i: usize) -> usize {
+        let rest = &chunk[i..];
+        let end = rest
+            .iter()
+            .position(|&b| matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
+            .unwrap_or(rest.len());
+        self.capture(&rest[..end]);
+        if end < rest.len() {
+            self.end_scalar();
+        }
+        i + end
+    }
+
+    fn capture(&mut self, bytes: &[u8]) {
+        if self.target == Target::Skip && self.scalar_field.is_none() {
+            return;
+        }
+        let limit = if self.target == Target::MemberKey {
+            MAX_FIELD_NAME_BYTES
+        } else {
+            MAX_VALUE_BYTES
+        };
+        let room = limit.saturating_sub(self.captured.len());
+        if bytes.len() > room {
+            self.overflow = true;
+        }
+        self.captured
+            .extend_from_slice(&bytes[..room.min(bytes.len())]);
+    }
+
+    /// Returns whether a value starting now is a member value of a session.
+    fn is_session_member_value(&self) -> bool {
+        self.depth == 2 && self.in_session && self.after_colon
+    }
+
+    fn begin_string(&mut self) {
+        self.target = if self.is_session_member_value() {
+            self.member_field.map_or(Target::Skip, Target::Field)
+        } else if self.after_colon {
+            Target::Skip
+        } else if self.depth == 1 && self.top_is_object {
+            Target::EntryKey
+        } else if self.depth == 2 && self.in_session {
+            Target::MemberKey
+        } else {
+            Target::Skip
+        };
+        self.after_colon = false;
+        self.in_string = true;
+        self.captured.clear();
+        self.overflow = false;
+    }
+
+    fn end_string(&mut self) {
+        self.in_string = false;
+        match self.target {
+            Target::Skip => {}
+            Target::EntryKey => {
+                self.key = decode_string(&self.captured);
+                if self.overflow {
+                    self.key.push('…');
+                }
+            }
+            Target::MemberKey => {
+                self.member_field = if self.overflow {
+                    None
+                } else {
+                    field_index(&self.captured)
+                };
+            }
+            Target::Field(index) => {
+                self.fields[index] = (!self.overflow).then(|| decode_string(&self.captured));
+            }
+        }
+        self.target = Target::Skip;
+    }
+
+    /// Starts a number or a literal whose first byte is `first`.
+    fn begin_scalar(&mut self, first: u8) {
+        // Later bytes of the same number or literal also come here, with
+        // `after_colon` already cleared by the first.
+        if self.is_session_member_value()
+            && let Some(index) = self.member_field
+        {
+            self.scalar_field = Some(index);
+            self.captured.clear();
+            self.captured.push(first);
+            self.overflow = false;
+        }
+        self.after_colon = false;
+    }
+
+    fn end_scalar(&mut self) {
+        let Some(index) = self.scalar_field.take() else {
+            return;
+        };
+        let is_number = match self.captured.as_slice() {
+            [b'-', second, ..] => second.is_ascii_digit(),
+            [first, ..] => first.is_ascii_digit(),
+            [] => false,
+        };
+        self.fields[index] = (is_number && !self.overflow)
+            .then(|| String::from_utf8_lossy(&self.captured).into_owned());
+    }
+
+    fn open(&mut self, is_object: bool) {
+        if self.is_session_member_value()
+            && let Some(index) = self.member_field
+        {
+            self.fields[index] = None;
+        }
+        match self.depth {
+            0 => self.top_is_object = is_object,
+            1 => {
+                self.in_session = is_object && self.top_is_object && self.after_colon;
+                self.member_field = None;
+                self.fields = Default::default();
+            }
+            _ => {}
+        }
+        self.after_colon = false;
+        self.depth += 1;
+    }
+
+    fn close(&mut self, on_session: &mut impl FnMut(Session)) {
+        // A number that ends at the closing bracket, as in `{"a": 1}`.
+        self.end_scalar();
+        self.depth = self.depth.saturating_sub(1);
+        if self.depth == 1 && self.in_session {
+            self.in_session = false;
+            let fields = std::mem::take(&mut self.fields);
+            on_session(Session::from_fields(std::mem::take(&mut self.key), fields));
+        }
+    }
+}
+
+/// Returns the index in [`FIELD_NAMES`] of an encoded member name.
+fn field_index(encoded: &[u8]) -> Option<usize> {
+    let decoded;
+    let name = if encoded.contains(&b'\\') {
+        decoded = decode_string(encoded);
+        decoded.as_bytes()
+    } else {
+        encoded
+    };
+    FIELD_NAMES.iter().position(|field| *field == name)
+}
+
+/// Decodes the content of a JSON string, between its quotes.
+///
+/// Escapes are decoded as Python's `json` module decodes them, a surrogate
+/// pair into one character. A lone surrogate, which Python keeps but UTF-8
+/// cannot encode, becomes U+FFFD, and so do bytes that are not UTF-8, which
+/// only a value cut at its length limit can contain.
+pub fn decode_string(encoded: &[u8]) -> String {
+    if !encoded.contains(&b'\\') {
+        return String::from_utf8_lossy(encoded).into_owned();
+    }
+    let mut decoded = Vec::with_capacity(encoded.len());
+    let mut i = 0;
+    while i < encoded.len() {
+        let b = encoded[i];
+        if b != b'\\' {
+            decoded.push(b);
+            i += 1;
+            continue;
+        }
+        let Some(&kind) = encoded.get(i + 1) else {
+            break;
+        };
+        i += 2;
+        let simple = match kind {
+            b'b' => Some(0x08),
+            b'f' => Some(0x0C),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            b'u' => None,
+            other => Some(other),
+        };
+        if let Some(byte) = simple {
+            decoded.push(byte);
+            continue;
+        }
+        let Some(unit) = hex_unit(encoded, i) else {
+            decoded.extend_from_slice("\u{FFFD}".as_bytes());
+            i = encoded.len();
+            continue;
+        };
+        i += 4;
+        let mut code_point = u32::from(unit);
+        if (0xD800..0xDC00).contains(&unit)
+            && encoded.get(i..i + 2) == Some(b"\\u")
+            && let Some(low) = hex_unit(encoded, i + 2)
+            && (0xDC00..0xE000).contains(&low)
+        {
+            code_point = 0x10000 + ((code_point - 0xD800) << 10) + (u32::from(low) - 0xDC00);
+            i += 6;
+        }
+        let character = char::from_u32(code_point).unwrap_or('\u{FFFD}');
+        let mut buffer = [0; 4];
+        decoded.extend_from_slice(character.encode_utf8(&mut buffer).as_bytes());
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+/// Parses the four hex digits of a `\u` escape at `at`.
+fn hex_unit(encoded: &[u8], at: usize) -> Option<u16> {
+    let digits = encoded.get(at..at + 4)?;
+    let text = std::str::from_utf8(digits).ok()?;
+    u16::from_str_radix(text, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sessions_of(text: &[u8], chunk: usize) -> Result<Vec<Session>, ReadError> {
+        let mut sessions = Vec::new();
+        let mut scanner = Scanner::new();
+        let mut walker = Walker::new();
+        for piece in text.chunks(chunk) {
+            scanner.feed(piece).map_err(ReadError::Invalid)?;
+            walker.walk(piece, &mut |session| sessions.push(session));
+        }
+        scanner.finish().map_err(ReadError::Invalid)?;
+        Ok(sessions)
+    }
+
+    fn text(value: &str) -> Option<String> {
+        Some(value.to_string())
+    }
+
+    #[test]
+    fn fields_in_every_chunk_size() {
+        let input = br#"{
+  "k\u00e9y": {
+    "session_id": "s1",
+    "order_number": 3000500101,
+    "invoice_id": "inv \"1\" \ud83d\ude00",
+    "items_expected": [{"status": "nested", "session_id": "no"}],
+    "status": "draft",
+    "user_id": null,
+    "last_modified_by": "admin",
+    "started_at": "2026-03-02T08:14:03.120311",
+    "last_modified_at": NaN,
+    "audit_logs": {"order_number": "no"}
+  },
+  "b": {"status": "approved", "status": -Infinity, "invoice_id": -12.5e3}
+}"#;
+        let expected = vec![
+            Session {
+                key: "kéy".to_string(),
+                session_id: text("s1"),
+                order_number: text("3000500101"),
+                invoice_id: text("inv \"1\" 😀"),
+                status: text("draft"),
+                user_id: None,
+                last_modified_by: text("admin"),
+                started_at: text("2026-03-02T08:14:03.120311"),
+                last_modified_at: None,
+            },
+            Session {
+                key: "b".to_string(),
+                invoice_id: text("-12.5e3"),
+                ..Session::default()
+            },
+        ];
+        for chunk in [1, 2, 3, 7, 64, input.len()] {
+            let sessions = sessions_of(input, chunk).unwrap();
+            assert_eq!(sessions, expected, "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn last_duplicate_member_wins() {
+        let input = br#"{"a": {"status": "draft", "status": {"x": 1}, "order_number": "1", "order_number": "2"}}"#;
+        let sessions = sessions_of(input, 5).unwrap();
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].status, None);
+        assert_eq!(sessions[0].order_number, text("2"));
+    }
+
+    #[test]
+    fn wrong_shape_is_an_error() {
+        for input in [&b"[{\"a\": 1}]"[..], b"{\"a\": 1, \"b\": {}}", b"{\"a\": [{}]}"] {
+            let error = sessions_of(input, 4).unwrap_err();
+            assert!(matches!(error, ReadError::Invalid(_)), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn syntax_error_has_a_position() {
+        let input = b"{\n  \"a\": {\"status\": \"draft\"},\n  \"b\": {\"status\": }\n}";
+        let Err(ReadError::Invalid(error)) = sessions_of(input, 8) else {
+            panic!("expected an invalid archive");
+        };
+        assert_eq!((error.line, error.column), (3, 18));
+    }
+
+    #[test]
+    fn long_values_are_dropped_and_long_keys_cut() {
+        let long = "9".repeat(MAX_VALUE_BYTES + 1);
+        let input = format!(r#"{{"{long}": {{"order_number": "{long}", "invoice_id": {long}}}}}"#);
+        let sessions = sessions_of(input.as_bytes(), CHUNK).unwrap();
+        assert_eq!(sessions[0].order_number, None);
+        assert_eq!(sessions[0].invoice_id, None);
+        assert_eq!(sessions[0].key.chars().count(), MAX_VALUE_BYTES + 1);
+        assert!(sessions[0].key.ends_with('…'));
+    }
+
+    #[test]
+    fn decodes_escapes() {
+        assert_eq!(decode_string(br"plain"), "plain");
+        assert_eq!(decode_string(br#"a\"b\\c\/d\n"#), "a\"b\\c/d\n");
+        assert_eq!(decode_string(br"\u00e9\u00E9"), "éé");
+        assert_eq!(decode_string(br"\ud83d\ude00"), "😀");
+        assert_eq!(decode_string(br"\ud83dx"), "\u{FFFD}x");
+        assert_eq!(decode_string(br"\ude00"), "\u{FFFD}");
+        assert_eq!(decode_string(br"\u00"), "\u{FFFD}");
+    }
+
+    #[test]
+    fn escaped_member_names_match() {
+        let input = br#"{"a": {"st\u0061tus": "draft"}}"#;
+        let sessions = sessions_of(input, 3).unwrap();
+        assert_eq!(sessions[0].status, text("draft"));
+    }
+}
