@@ -298,7 +298,7 @@ fn reset_since(
             chrono::DateTime::parse_from_rfc3339(&entry.reset_at).is_ok_and(|time| time >= cutoff)
         })
         .map(|entry| entry.reset_at)
-        .last())
+        .next_back())
 }
 
 /// Opens an active file and, when it exists, copies it into a temporary

@@ -197,28 +197,28 @@ fn check(args: &StatusArgs, last_reset: Option<&LastReset>, lock: &LockState) ->
             Some(Some(age)) => messages.push(format!("last reset {} ago", format_age(age))),
         }
     }
-    if let Some(max_lock_age) = args.max_lock_age {
-        if let LockState::Held { holder, pid, .. } = lock {
-            // Only a holder record whose pid the kernel confirms tells how
-            // long the lock has been held; a backend writes no record.
-            let since = holder
-                .as_ref()
-                .filter(|holder| Some(holder.pid) == *pid)
-                .and_then(|holder| DateTime::parse_from_rfc3339(&holder.started_at).ok());
-            match since {
-                Some(since) => {
-                    let held = (clock::now() - since).num_seconds();
-                    if held > max_lock_age.as_secs() as i64 {
-                        code = code.max(1);
-                        messages.push(format!(
-                            "lock held for {}, longer than {}",
-                            format_age(held),
-                            format_age(max_lock_age.as_secs() as i64)
-                        ));
-                    }
+    if let Some(max_lock_age) = args.max_lock_age
+        && let LockState::Held { holder, pid, .. } = lock
+    {
+        // Only a holder record whose pid the kernel confirms tells how
+        // long the lock has been held; a backend writes no record.
+        let since = holder
+            .as_ref()
+            .filter(|holder| Some(holder.pid) == *pid)
+            .and_then(|holder| DateTime::parse_from_rfc3339(&holder.started_at).ok());
+        match since {
+            Some(since) => {
+                let held = (clock::now() - since).num_seconds();
+                if held > max_lock_age.as_secs() as i64 {
+                    code = code.max(1);
+                    messages.push(format!(
+                        "lock held for {}, longer than {}",
+                        format_age(held),
+                        format_age(max_lock_age.as_secs() as i64)
+                    ));
                 }
-                None => messages.push("lock held, for an unknown time".to_string()),
             }
+            None => messages.push("lock held, for an unknown time".to_string()),
         }
     }
     Check {

@@ -322,7 +322,14 @@ impl Render for Report {
 }
 
 /// Column headers of [`session_table`].
-const COLUMNS: [&str; 6] = ["SESSION ID", "ORDER", "STATUS", "USER", "STARTED", "MODIFIED"];
+const COLUMNS: [&str; 6] = [
+    "SESSION ID",
+    "ORDER",
+    "STATUS",
+    "USER",
+    "STARTED",
+    "MODIFIED",
+];
 
 /// Formats sessions as a table with a header line, columns separated by two
 /// spaces. Times are cut to `MM-DD HH:MM`, and the invoice id is left out so

@@ -508,7 +508,11 @@ mod tests {
 
     #[test]
     fn wrong_shape_is_an_error() {
-        for input in [&b"[{\"a\": 1}]"[..], b"{\"a\": 1, \"b\": {}}", b"{\"a\": [{}]}"] {
+        for input in [
+            &b"[{\"a\": 1}]"[..],
+            b"{\"a\": 1, \"b\": {}}",
+            b"{\"a\": [{}]}",
+        ] {
             let error = sessions_of(input, 4).unwrap_err();
             assert!(matches!(error, ReadError::Invalid(_)), "{input:?}");
         }
