@@ -26,22 +26,53 @@ pub struct Copied {
 }
 
 /// Reads `input` to its end, writing every byte to `output` when given.
-pub fn copy_and_scan(input: &mut File, mut output: Option<&File>) -> io::Result<Copied> {
+pub fn copy_and_scan(input: &mut File, output: Option<&File>) -> io::Result<Copied> {
+    copy_and_scan_with(input, output, false)
+}
+
+/// Like [`copy_and_scan`], but stops reading at the first byte that makes the
+/// file invalid, for callers that will not keep an invalid copy. A file of a
+/// gigabyte of zero bytes then costs one read, not a gigabyte of copying.
+/// `bytes` and `sha256` then cover only what was read.
+pub fn copy_and_scan_until_invalid(input: &mut File, output: Option<&File>) -> io::Result<Copied> {
+    copy_and_scan_with(input, output, true)
+}
+
+fn copy_and_scan_with(
+    input: &mut File,
+    mut output: Option<&File>,
+    stop_when_invalid: bool,
+) -> io::Result<Copied> {
     let mut hasher = Sha256::new();
     let mut scanner = Scanner::new();
     let mut scan_error = None;
+    let mut scanned_bytes = 0u64;
     let bytes = for_each_chunk(input, |chunk| {
         if let Some(file) = output.as_mut() {
             file.write_all(chunk)?;
         }
+        scanned_bytes += chunk.len() as u64;
         hasher.update(chunk);
         if scan_error.is_none()
             && let Err(error) = scanner.feed(chunk)
         {
             scan_error = Some(error);
         }
+        if stop_when_invalid && scan_error.is_some() {
+            return Err(io::Error::other(StopReading));
+        }
         Ok(())
-    })?;
+    });
+    let bytes = match bytes {
+        Err(error)
+            if error
+                .get_ref()
+                .is_some_and(|inner| inner.is::<StopReading>()) =>
+        {
+            scanned_bytes
+        }
+        other => other?,
+    };
     let scan = match scan_error {
         Some(error) => Err(error),
         None => scanner.finish(),
@@ -52,6 +83,18 @@ pub fn copy_and_scan(input: &mut File, mut output: Option<&File>) -> io::Result<
         scan,
     })
 }
+
+/// Marker error that ends [`for_each_chunk`] early without a failure.
+#[derive(Debug)]
+struct StopReading;
+
+impl std::fmt::Display for StopReading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped at invalid content")
+    }
+}
+
+impl std::error::Error for StopReading {}
 
 /// Returns the size and SHA-256 of a file's content.
 pub fn hash_file(input: &mut File) -> io::Result<(u64, String)> {

@@ -165,10 +165,13 @@ impl DataDir {
         }
         // The backend's user owns the sessions file; the directory itself
         // may belong to root with a group the backend is in.
-        let owner = match fs::symlink_metadata(path.join(SESSIONS_FILE)) {
-            Ok(sessions) if sessions.file_type().is_file() => (sessions.uid(), sessions.gid()),
-            _ => (metadata.uid(), metadata.gid()),
-        };
+        let owner = [SESSIONS_FILE, TAKEOVERS_FILE]
+            .iter()
+            .filter_map(|name| fs::symlink_metadata(path.join(name)).ok())
+            .find(|file| file.file_type().is_file())
+            .map_or((metadata.uid(), metadata.gid()), |file| {
+                (file.uid(), file.gid())
+            });
         Ok(DataDir {
             path: path.to_path_buf(),
             owner,
@@ -184,8 +187,8 @@ impl DataDir {
         self.path.join(name)
     }
 
-    /// Returns the owner and group of `scan_sessions.json`, or of the
-    /// directory when that file is missing. Root gives them to the lock file
+    /// Returns the owner and group of `scan_sessions.json`, else of
+    /// `takeover_requests.json`, else of the directory. Root gives them to the lock file
     /// and the journal it creates, so that the backend's user can use them.
     pub fn owner(&self) -> (u32, u32) {
         self.owner

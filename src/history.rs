@@ -109,7 +109,7 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
             entry
                 .archives
                 .iter()
-                .any(|record| record.source == source && !record.valid)
+                .any(|record| record.source == source && !record.valid && !record.late)
         };
         let total_sessions_reset =
             (!uncounted(Source::Sessions)).then_some(entry.total_sessions_reset);
@@ -132,12 +132,26 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
 
     let mut unjournaled: BTreeMap<String, Vec<(ArchiveName, String)>> = BTreeMap::new();
     for (parsed, name) in dir.archives()? {
-        if !named.contains(&name) {
-            unjournaled
-                .entry(parsed.run_id.clone())
-                .or_default()
-                .push((parsed, name));
+        if named.contains(&name) {
+            continue;
         }
+        // An archive of a journaled run that its line does not name, such
+        // as a `.late` archive of a run completed after an interruption,
+        // belongs to that run.
+        let owner = resets.iter_mut().find(|reset| {
+            reset.origin == "journal" && reset.run_id.as_deref() == Some(parsed.run_id.as_str())
+        });
+        if let Some(reset) = owner {
+            reset.archives.push(ArchiveFile {
+                bytes: sizes.get(&name).copied(),
+                file: name,
+            });
+            continue;
+        }
+        unjournaled
+            .entry(parsed.run_id.clone())
+            .or_default()
+            .push((parsed, name));
     }
     for (run_id, files) in unjournaled {
         resets.push(archive_only_reset(dir, &run_id, files, &sizes));

@@ -127,11 +127,24 @@ pub fn acquire_exclusive(dir: &DataDir, wait: Duration) -> anyhow::Result<DirLoc
 pub fn acquire_shared_if_exists(dir: &DataDir, wait: Duration) -> anyhow::Result<Option<DirLock>> {
     let path = dir.join(LOCK_FILE);
     let file = match atomic::open_regular(&path) {
+        Ok(Some((file, metadata))) if metadata.nlink() > 1 => {
+            drop(file);
+            return Err(failure(
+                ErrorKind::CannotCreate,
+                format!(
+                    "cannot open lock file {}: it has {} hard links, so writing it would change another file too: remove it and let order-reset create it",
+                    path.display(),
+                    metadata.nlink()
+                ),
+            ));
+        }
         Ok(Some((file, _))) => file,
         Ok(None) => return Ok(None),
         Err(error) => {
+            // The same errors as a reset gives for the lock file, so that a
+            // dry run predicts the reset's exit code.
             return Err(io_failure(
-                ErrorKind::Io,
+                ErrorKind::CannotCreate,
                 error,
                 format!("cannot open lock file {}", path.display()),
             ));
@@ -159,9 +172,24 @@ fn open_lock_file(dir: &DataDir) -> anyhow::Result<File> {
         return Ok(file);
     }
 
+    // A lock file that root created before the backend wrote its first file
+    // belongs to the directory's owner; once scan_sessions.json exists, root
+    // hands the lock file to its owner, so that the backend can take the lock.
+    let metadata = file.metadata()?;
+    let (uid, gid) = dir.owner();
+    if atomic::is_root() && (metadata.uid(), metadata.gid()) != (uid, gid) {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(|error| {
+            io_failure(
+                ErrorKind::PermissionDenied,
+                error,
+                format!("cannot change the owner of lock file {}", path.display()),
+            )
+        })?;
+        log::info!("gave lock file {} to uid {uid}, gid {gid}", path.display());
+    }
+
     // Anyone who can open the lock file can hold the lock and block every
     // reset, so group and other access is removed where this process may.
-    let metadata = file.metadata()?;
     let mode = metadata.mode() & 0o7777;
     if mode & 0o077 != 0 {
         if atomic::is_root() || metadata.uid() == atomic::effective_uid() {

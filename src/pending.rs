@@ -115,9 +115,12 @@ pub fn read(dir: &DataDir) -> anyhow::Result<Option<Pending>> {
 /// can write the directory can plant a record, and recovery renames the
 /// files it names, so a path such as `../x` or `/etc/x` must never pass.
 fn validate(pending: &Pending, metadata: &std::fs::Metadata) -> Result<(), String> {
-    if metadata.uid() != atomic::effective_uid() {
+    // Only root or this user can have written a record that this user may
+    // act on; a record of root's read by the service user (in `status`) is
+    // fine, one planted by the service user for root is not.
+    if metadata.uid() != atomic::effective_uid() && metadata.uid() != 0 {
         return Err(format!(
-            "it belongs to uid {}, not to uid {} that writes it",
+            "it belongs to uid {}, which is neither root nor uid {} running order-reset",
             metadata.uid(),
             atomic::effective_uid()
         ));

@@ -182,7 +182,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
 
     let mut inspected = Vec::new();
     for source in Source::ALL {
-        inspected.push(inspect(dir, source, args.dry_run)?);
+        inspected.push(inspect(dir, source, args.dry_run, args.force)?);
     }
     failpoint::check("after-copy")?;
     let invalid_files = check_validity(dir, &inspected, args.force)?;
@@ -303,7 +303,7 @@ fn reset_since(
 
 /// Opens an active file and, when it exists, copies it into a temporary
 /// archive (or only scans it in a dry run).
-fn inspect(dir: &DataDir, source: Source, dry_run: bool) -> anyhow::Result<Inspected> {
+fn inspect(dir: &DataDir, source: Source, dry_run: bool, force: bool) -> anyhow::Result<Inspected> {
     let path = dir.join(source.file_name());
     let opened = atomic::open_regular(&path).map_err(|error| open_error(&path, error))?;
     let Some((mut file, metadata)) = opened else {
@@ -325,15 +325,18 @@ fn inspect(dir: &DataDir, source: Source, dry_run: bool) -> anyhow::Result<Inspe
         Some(temp)
     };
 
-    let copied = archive::copy_and_scan(&mut file, archive.as_ref().map(TempFile::file)).map_err(
-        |error| {
-            io_failure(
-                ErrorKind::Io,
-                error,
-                format!("cannot copy {} into its archive", path.display()),
-            )
-        },
-    )?;
+    let copy = if force {
+        archive::copy_and_scan
+    } else {
+        archive::copy_and_scan_until_invalid
+    };
+    let copied = copy(&mut file, archive.as_ref().map(TempFile::file)).map_err(|error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot copy {} into its archive", path.display()),
+        )
+    })?;
     if let Some(temp) = &archive {
         // The copy stays 0600 and owned by this process while it is written.
         // It then gets the source's owner, so that the backend can read its

@@ -91,6 +91,8 @@ pub struct LastReset {
 pub struct ArchiveTotals {
     pub count: usize,
     pub total_bytes: u64,
+    /// Why the directory could not be listed; the counts are then 0.
+    pub error: Option<String>,
 }
 
 /// Builds the status report.
@@ -141,12 +143,18 @@ pub fn run(dir: &DataDir, args: &StatusArgs) -> anyhow::Result<Report> {
     let mut archives = ArchiveTotals {
         count: 0,
         total_bytes: 0,
+        error: None,
     };
-    for (_, name) in dir.archives()? {
-        if let Ok(metadata) = std::fs::symlink_metadata(dir.join(&name)) {
-            archives.count += 1;
-            archives.total_bytes += metadata.len();
+    match dir.archives() {
+        Ok(names) => {
+            for (_, name) in names {
+                if let Ok(metadata) = std::fs::symlink_metadata(dir.join(&name)) {
+                    archives.count += 1;
+                    archives.total_bytes += metadata.len();
+                }
+            }
         }
+        Err(error) => archives.error = Some(crate::error::one_line(&error)),
     }
 
     let (pending_reset, pending_error) = match pending::read(dir) {
@@ -257,7 +265,7 @@ fn file_status(dir: &DataDir, source: Source) -> FileStatus {
             time.fixed_offset()
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
         });
-    match archive::copy_and_scan(&mut file, None) {
+    match archive::copy_and_scan_until_invalid(&mut file, None) {
         Ok(copied) => match copied.scan {
             Ok(summary) => {
                 status.entries = Some(summary.entries);
@@ -320,13 +328,15 @@ impl Render for Report {
             ),
         };
         let _ = writeln!(out, "{:<19}{last}", "last reset");
-        let _ = writeln!(
-            out,
-            "{:<19}{}, {}",
-            "archives",
-            count_noun(self.archives.count as u64, "file"),
-            format_size(self.archives.total_bytes)
-        );
+        let archives = match &self.archives.error {
+            Some(error) => error.clone(),
+            None => format!(
+                "{}, {}",
+                count_noun(self.archives.count as u64, "file"),
+                format_size(self.archives.total_bytes)
+            ),
+        };
+        let _ = writeln!(out, "{:<19}{archives}", "archives");
         let lock = match &self.lock {
             LockState::Missing => "free (no lock file yet)".to_string(),
             LockState::Free => "free".to_string(),
