@@ -1,5 +1,6 @@
 //! Fault injection for tests: `ORDER_RESET_FAILPOINT=NAME:ACTION` makes the
-//! step boundary `NAME` of a reset fail.
+//! step boundary `NAME` of a reset fail. Several `NAME:ACTION` pairs can be
+//! given, separated by commas.
 //!
 //! ACTION `error` returns an I/O error from that point, as a failing disk
 //! would. ACTION `exit` ends the process at once with exit code 86, skipping
@@ -22,6 +23,7 @@ pub const POINTS: &[&str] = &[
     "after-copy",
     "after-pending",
     "after-archives",
+    "after-exchange",
     "after-replace-sessions",
     "after-replace",
     "after-journal",
@@ -37,19 +39,23 @@ pub fn check(name: &str) -> io::Result<()> {
         return Ok(());
     };
     let setting = setting.to_string_lossy();
-    let (point, action) = setting.split_once(':').unwrap_or((&setting, "error"));
-    if point != name {
-        return Ok(());
+    for item in setting.split(',') {
+        let (point, action) = item.split_once(':').unwrap_or((item, "error"));
+        if point != name {
+            continue;
+        }
+        match action {
+            "sleep" => {
+                // Leaves a window in which a test can change files, as a
+                // writer that ignores the lock would.
+                std::thread::sleep(std::time::Duration::from_millis(1500));
+            }
+            "exit" => {
+                // SAFETY: _exit ends the process without running any Rust code after it.
+                unsafe { libc::_exit(86) };
+            }
+            _ => return Err(io::Error::other(format!("injected failure at {name}"))),
+        }
     }
-    if action == "sleep" {
-        // Leaves a window in which a test can change files, as a writer that
-        // ignores the lock would.
-        std::thread::sleep(std::time::Duration::from_millis(1500));
-        return Ok(());
-    }
-    if action == "exit" {
-        // SAFETY: _exit ends the process without running any Rust code after it.
-        unsafe { libc::_exit(86) };
-    }
-    Err(io::Error::other(format!("injected failure at {name}")))
+    Ok(())
 }

@@ -18,8 +18,9 @@ use crate::archive;
 use crate::atomic::{self, TempFile};
 use crate::datadir::{ArchiveName, DataDir, PENDING_FILE, Source, TEMP_SUFFIX};
 use crate::error::{ErrorKind, failure, io_failure};
+use crate::journal::ArchiveRecord;
 use crate::journal::{self, Entry};
-use crate::reset::prepare_empty;
+use crate::reset::{EMPTY_STATE, keep_as_late, prepare_empty};
 
 /// The record of an interrupted reset, with enough to complete it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -40,6 +41,11 @@ pub struct PendingFile {
     /// SHA-256 of the active file's content when it was archived.
     pub sha256: String,
     pub bytes: u64,
+    /// Temporary name of the `{}` replacement. After the exchange it holds
+    /// the displaced active file until the reset removes it or keeps it as a
+    /// `.late` archive.
+    #[serde(default)]
+    pub replacement: Option<String>,
 }
 
 /// Writes the pending record atomically. The caller syncs the directory.
@@ -133,16 +139,19 @@ fn validate(pending: &Pending, metadata: &std::fs::Metadata) -> Result<(), Strin
             Some(name) if name.source == file.source && name.run_id == run_id => {}
             _ => return Err(format!("invalid archive name {:?}", file.archive)),
         }
-        let plain_temp = file.temp.starts_with('.')
-            && file.temp.ends_with(TEMP_SUFFIX)
-            && !file.temp.contains('/')
-            && file.temp != "."
-            && file.temp != "..";
-        if !plain_temp {
-            return Err(format!("invalid temporary name {:?}", file.temp));
+        for temp in std::iter::once(&file.temp).chain(&file.replacement) {
+            if !is_plain_temp_name(temp) {
+                return Err(format!("invalid temporary name {temp:?}"));
+            }
         }
     }
     Ok(())
+}
+
+/// Returns whether `name` is the name of a temporary file order-reset makes,
+/// in the data directory itself.
+fn is_plain_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(TEMP_SUFFIX) && !name.contains('/')
 }
 
 /// Completes an interrupted reset, if there is one, and returns its run id.
@@ -172,10 +181,16 @@ pub fn complete(dir: &DataDir) -> anyhow::Result<Option<String>> {
     log::warn!("completing interrupted reset {run_id}");
     let mut entry = pending.entry;
     let mut in_place = Vec::new();
+    let mut late = Vec::new();
     for file in &pending.files {
+        if let Some(record) = keep_displaced(dir, file, &run_id)? {
+            late.push(record);
+        }
         if put_archive_in_place(dir, file)? {
             in_place.push(file.archive.clone());
-            empty_if_unchanged(dir, file)?;
+            if let Some(record) = empty_if_unchanged(dir, file, &run_id)? {
+                late.push(record);
+            }
         }
     }
     atomic::sync_dir(dir.path()).map_err(|error| {
@@ -209,6 +224,7 @@ pub fn complete(dir: &DataDir) -> anyhow::Result<Option<String>> {
             Source::Takeovers => entry.takeover_requests_reset = 0,
         }
     }
+    entry.archives.extend(late);
     entry.recovered = true;
     journal::Writer::open(dir)?.append(&mut entry)?;
     remove(dir);
@@ -252,8 +268,35 @@ fn put_archive_in_place(dir: &DataDir, file: &PendingFile) -> anyhow::Result<boo
     Ok(false)
 }
 
-/// Replaces the active file with `{}` when it still has the archived content.
-fn empty_if_unchanged(dir: &DataDir, file: &PendingFile) -> anyhow::Result<()> {
+/// Looks at the replacement's temporary name, which holds the displaced
+/// active file when the run was killed right after the exchange. An empty
+/// object or the archived content is removed; anything else was written by a
+/// writer that ignores the lock and is kept as a `.late` archive.
+fn keep_displaced(
+    dir: &DataDir,
+    file: &PendingFile,
+    run_id: &str,
+) -> anyhow::Result<Option<ArchiveRecord>> {
+    let Some(name) = &file.replacement else {
+        return Ok(None);
+    };
+    let Some(hash) = hash_if_present(dir, name)? else {
+        return Ok(None);
+    };
+    if hash == file.sha256 || hash == journal::sha256_hex(EMPTY_STATE) {
+        return Ok(None);
+    }
+    keep_as_late(dir, file.source, run_id, &dir.join(name)).map(Some)
+}
+
+/// Replaces the active file with `{}` when it still has the archived content,
+/// by the same exchange as a reset, keeping what a writer that ignores the
+/// lock put there in between as a `.late` archive.
+fn empty_if_unchanged(
+    dir: &DataDir,
+    file: &PendingFile,
+    run_id: &str,
+) -> anyhow::Result<Option<ArchiveRecord>> {
     let path = dir.join(file.source.file_name());
     let opened = atomic::open_regular(&path).map_err(|error| {
         io_failure(
@@ -263,7 +306,7 @@ fn empty_if_unchanged(dir: &DataDir, file: &PendingFile) -> anyhow::Result<()> {
         )
     })?;
     let Some((mut active, metadata)) = opened else {
-        return Ok(());
+        return Ok(None);
     };
     let (_, hash) = archive::hash_file(&mut active).map_err(|error| {
         io_failure(
@@ -277,10 +320,11 @@ fn empty_if_unchanged(dir: &DataDir, file: &PendingFile) -> anyhow::Result<()> {
             "{} changed since the interrupted reset archived it; leaving it",
             path.display()
         );
-        return Ok(());
+        return Ok(None);
     }
     let temp = prepare_empty(dir, file.source, &metadata)?;
-    temp.persist(dir, file.source.file_name(), true)
+    let displaced = temp
+        .exchange_into(dir, file.source.file_name())
         .map_err(|error| {
             io_failure(
                 ErrorKind::Io,
@@ -292,7 +336,16 @@ fn empty_if_unchanged(dir: &DataDir, file: &PendingFile) -> anyhow::Result<()> {
         "emptied {}, which the interrupted reset had archived",
         path.display()
     );
-    Ok(())
+    let Some(displaced) = displaced else {
+        return Ok(None);
+    };
+    if hash_if_present(dir, &displaced)?.as_deref() == Some(file.sha256.as_str()) {
+        std::fs::remove_file(dir.join(&displaced)).map_err(|error| {
+            io_failure(ErrorKind::Io, error, format!("cannot remove {displaced}"))
+        })?;
+        return Ok(None);
+    }
+    keep_as_late(dir, file.source, run_id, &dir.join(&displaced)).map(Some)
 }
 
 fn hash_if_present(dir: &DataDir, name: &str) -> anyhow::Result<Option<String>> {

@@ -700,9 +700,15 @@ fn commit(
             temp: temp.name().to_string(),
             sha256: record.sha256.clone(),
             bytes: record.bytes,
+            replacement: None,
         });
         archives.push((temp, record.file.clone(), record.entries));
         old_files.push(item.opened.expect("archived files were opened"));
+    }
+    // The replacement's temporary name holds the displaced active file right
+    // after the exchange, so recovery must look there before cleaning up.
+    for (file, temp) in files.iter_mut().zip(&replacements) {
+        file.replacement = Some(temp.name().to_string());
     }
 
     pending::write(
@@ -741,6 +747,7 @@ fn commit(
                     format!("cannot replace {}", dir.join(target).display()),
                 )
             })?;
+            failpoint::check("after-exchange")?;
             if let Some(record) =
                 keep_late_writes(dir, source, &run_id, displaced, old_file, before)?
             {
@@ -869,8 +876,7 @@ fn keep_late_writes(
                 std::fs::remove_file(&path).map_err(|error| io_error(error, "clean up before"))?;
                 return Ok(None);
             }
-            atomic::rename_no_replace(&path, &late_path)
-                .map_err(|error| io_error(error, "create"))?;
+            return keep_as_late(dir, source, run_id, &path).map(Some);
         }
         None => {
             let now = old_file
@@ -895,25 +901,72 @@ fn keep_late_writes(
                 .map_err(|error| io_error(error, "create"))?;
         }
     }
+    late_record(dir, source, &late_name).map(Some)
+}
 
+/// Renames a file that holds what a writer that ignores the lock wrote
+/// during reset `run_id` to that run's `.late` archive, and returns its
+/// journal record. When that name is taken, `.late.2`, `.late.3` and so on
+/// are tried, which `history` does not list but nothing removes.
+pub fn keep_as_late(
+    dir: &DataDir,
+    source: Source,
+    run_id: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<ArchiveRecord> {
+    let late_name = source.late_archive_name(run_id);
+    for n in 1..100u32 {
+        let name = if n == 1 {
+            late_name.clone()
+        } else {
+            format!("{late_name}.{n}")
+        };
+        match atomic::rename_no_replace(path, &dir.join(&name)) {
+            Ok(()) => return late_record(dir, source, &name),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => {
+                return Err(io_failure(
+                    ErrorKind::Io,
+                    error,
+                    format!("cannot create {}", dir.join(&name).display()),
+                ));
+            }
+        }
+    }
+    Err(failure(
+        ErrorKind::CannotCreate,
+        format!("every name for {late_name} is taken"),
+    ))
+}
+
+/// Hashes a `.late` archive, logs it and returns its journal record.
+fn late_record(dir: &DataDir, source: Source, late_name: &str) -> anyhow::Result<ArchiveRecord> {
+    let late_path = dir.join(late_name);
+    let io_error = |error: std::io::Error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot read {}", late_path.display()),
+        )
+    };
     let (mut file, _) = atomic::open_regular(&late_path)
-        .map_err(|error| io_error(error, "read"))?
+        .map_err(io_error)?
         .ok_or_else(|| failure(ErrorKind::Io, format!("{} vanished", late_path.display())))?;
-    let (bytes, sha256) = archive::hash_file(&mut file).map_err(|error| io_error(error, "read"))?;
+    let (bytes, sha256) = archive::hash_file(&mut file).map_err(io_error)?;
     log::error!(
         "{} was written during the reset by a process that does not take order-reset.lock; what it wrote is kept in {}: make the backend take the lock",
         source.file_name(),
         late_path.display()
     );
-    Ok(Some(ArchiveRecord {
-        file: late_name,
+    Ok(ArchiveRecord {
+        file: late_name.to_string(),
         source,
         valid: false,
         late: true,
         bytes,
         sha256,
         entries: None,
-    }))
+    })
 }
 
 /// Compares size and modification time, which any write changes. The change

@@ -17,6 +17,7 @@ const POINTS: &[&str] = &[
     "after-copy",
     "after-pending",
     "after-archives",
+    "after-exchange",
     "after-replace-sessions",
     "after-replace",
     "after-journal",

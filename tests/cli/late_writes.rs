@@ -99,3 +99,64 @@ fn history_lists_late_archive() {
         2
     );
 }
+
+#[test]
+fn late_write_survives_crash_after_exchange() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let child = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .env(
+            "ORDER_RESET_FAILPOINT",
+            "after-archives:sleep,after-exchange:exit",
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !dir.file("session_history_20261204_000001.json").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "archive never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    fs::write(dir.file(SESSIONS), LATE).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(code(&output), 86);
+
+    let (exit, report) = dir.run_json(&["reset"]);
+    assert_eq!(exit, 0);
+    assert_eq!(report["recovered_run_id"], json!("20261204_000001"));
+    assert_eq!(dir.read("session_history_20261204_000001.json"), ORIGINAL);
+    assert_eq!(dir.read("session_history_20261204_000001.late"), LATE);
+    assert_eq!(dir.read(SESSIONS), b"{}");
+    let journal = dir.journal();
+    let records = journal[0]["archives"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "{journal:?}");
+    assert_eq!(records[1]["late"], json!(true));
+    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
+}
+
+#[test]
+fn crash_after_exchange_without_late_write_keeps_one_archive() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let output = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .env("ORDER_RESET_FAILPOINT", "after-exchange:exit")
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 86);
+    let (exit, _) = dir.run_json(&["reset"]);
+    assert_eq!(exit, 0);
+    assert_eq!(
+        dir.names_with("session_history_"),
+        vec!["session_history_20261204_000001.json"]
+    );
+    assert_eq!(dir.read(SESSIONS), b"{}");
+    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
+}
