@@ -243,6 +243,49 @@ impl TempFile {
             .set_permissions(Permissions::from_mode(mode & 0o7777))
     }
 
+    /// Copies the POSIX access ACL of `source`, if it has one, so that the
+    /// file grants exactly the access the source grants. Without this, the
+    /// mode's group bits, which hold the ACL mask, would go to the owning
+    /// group. Call it after [`TempFile::set_owner_and_mode`].
+    pub fn copy_acl_from(&self, source: &File) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        const NAME: &[u8] = b"system.posix_acl_access\0";
+        let mut buffer = vec![0u8; 64 * 1024];
+        // SAFETY: the name is NUL-terminated and the buffer is valid for its
+        // whole length; fgetxattr writes at most that many bytes.
+        let length = unsafe {
+            libc::fgetxattr(
+                source.as_raw_fd(),
+                NAME.as_ptr().cast(),
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+            )
+        };
+        if length < 0 {
+            let error = io::Error::last_os_error();
+            return match error.raw_os_error() {
+                // No ACL, or a filesystem without ACLs: nothing to copy.
+                Some(libc::ENODATA | libc::ENOTSUP) => Ok(()),
+                _ => Err(error),
+            };
+        }
+        // SAFETY: as above; the value is the `length` bytes just read.
+        let result = unsafe {
+            libc::fsetxattr(
+                self.file.as_raw_fd(),
+                NAME.as_ptr().cast(),
+                buffer.as_ptr().cast(),
+                length as usize,
+                0,
+            )
+        };
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     /// Syncs the data and metadata of the file.
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync_all()

@@ -20,7 +20,7 @@ use crate::datadir::{ArchiveName, DataDir, PENDING_FILE, Source, TEMP_SUFFIX};
 use crate::error::{ErrorKind, failure, io_failure};
 use crate::journal::ArchiveRecord;
 use crate::journal::{self, Entry};
-use crate::reset::{EMPTY_STATE, keep_as_late, prepare_empty};
+use crate::reset::{EMPTY_STATE, keep_as_late, prepare_empty_like};
 
 /// The record of an interrupted reset, with enough to complete it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -322,7 +322,7 @@ fn empty_if_unchanged(
         );
         return Ok(None);
     }
-    let temp = prepare_empty(dir, file.source, &metadata)?;
+    let temp = prepare_empty_like(dir, file.source, &metadata, Some(&active))?;
     let displaced = temp
         .exchange_into(dir, file.source.file_name())
         .map_err(|error| {

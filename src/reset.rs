@@ -263,8 +263,8 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
     let replacements = to_archive
         .iter()
         .map(|item| {
-            let (_, metadata) = item.opened.as_ref().expect("archived files were opened");
-            prepare_empty(dir, item.source, metadata)
+            let (file, metadata) = item.opened.as_ref().expect("archived files were opened");
+            prepare_empty_like(dir, item.source, metadata, Some(file))
         })
         .collect::<anyhow::Result<Vec<TempFile>>>()?;
     // Opened before the commit, so that a journal that cannot be written
@@ -344,6 +344,7 @@ fn inspect(dir: &DataDir, source: Source, dry_run: bool, force: bool) -> anyhow:
         // never more readable than the source.
         let (uid, gid) = owner_for_new_file(&metadata);
         temp.set_owner_and_mode(uid, gid, metadata.mode() & 0o666)
+            .and_then(|()| temp.copy_acl_from(&file))
             .map_err(|error| {
                 io_failure(
                     ErrorKind::PermissionDenied,
@@ -647,6 +648,17 @@ pub fn prepare_empty(
     source: Source,
     metadata: &Metadata,
 ) -> anyhow::Result<TempFile> {
+    prepare_empty_like(dir, source, metadata, None)
+}
+
+/// Like [`prepare_empty`], also copying the POSIX ACL of `active`, the open
+/// active file, when given.
+pub fn prepare_empty_like(
+    dir: &DataDir,
+    source: Source,
+    metadata: &Metadata,
+    active: Option<&File>,
+) -> anyhow::Result<TempFile> {
     let temp =
         TempFile::create(dir, source.file_name()).map_err(|error| create_error(dir, error))?;
     let (uid, gid) = owner_for_new_file(metadata);
@@ -654,6 +666,9 @@ pub fn prepare_empty(
         let mut file = temp.file();
         file.write_all(EMPTY_STATE)?;
         temp.set_owner_and_mode(uid, gid, metadata.mode())?;
+        if let Some(active) = active {
+            temp.copy_acl_from(active)?;
+        }
         temp.sync()
     })();
     result.map_err(|error| {

@@ -393,3 +393,48 @@ fn hard_links_at_lock_and_journal_are_rejected() {
         assert_eq!(dir.read(SESSIONS), SESSIONS_BYTES, "{name}");
     }
 }
+
+fn getfacl(path: &std::path::Path) -> String {
+    let output = Command::new("getfacl")
+        .args(["--omit-header", "--numeric"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn acls_are_kept_on_archive_and_active_file() {
+    if Command::new("setfacl").arg("--version").output().is_err() {
+        eprintln!("skipping: setfacl is not installed");
+        return;
+    }
+    let dir = DataDir::new();
+    dir.write(SESSIONS, SESSIONS_BYTES);
+    fs::set_permissions(dir.file(SESSIONS), fs::Permissions::from_mode(0o640)).unwrap();
+    let status = Command::new("setfacl")
+        .args(["-m", "u:4321:r--,g::---,m::r--"])
+        .arg(dir.file(SESSIONS))
+        .status()
+        .unwrap();
+    if !status.success() {
+        eprintln!("skipping: this filesystem does not support ACLs");
+        return;
+    }
+    let before = getfacl(&dir.file(SESSIONS));
+    assert!(before.contains("user:4321:r--"), "{before}");
+
+    let output = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(getfacl(&dir.file(SESSIONS)), before, "active file");
+    assert_eq!(
+        getfacl(&dir.file("session_history_20261204_000001.json")),
+        before,
+        "archive"
+    );
+}
