@@ -324,7 +324,12 @@ impl TempFile {
     /// longer exists, the file is renamed over `target` and `None` returned.
     pub fn exchange_into(mut self, dir: &DataDir, target: &str) -> io::Result<Option<String>> {
         let target_path = dir.join(target);
-        match rename_exchange(&self.path, &target_path) {
+        let exchanged = if exchange_disabled_for_tests() {
+            Err(io::Error::from_raw_os_error(libc::EINVAL))
+        } else {
+            rename_exchange(&self.path, &target_path)
+        };
+        match exchanged {
             Ok(()) => {
                 // The temporary name now holds the displaced file, which the
                 // caller keeps or removes; dropping `self` must not remove it.
@@ -339,18 +344,66 @@ impl TempFile {
                 }
                 Ok(Some(self.name.clone()))
             }
+            Err(error) if error.raw_os_error() == Some(libc::ENOENT) => {
+                self.persist(dir, target, true)?;
+                Ok(None)
+            }
             Err(error)
                 if matches!(
                     error.raw_os_error(),
-                    Some(libc::ENOENT | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+                    Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
                 ) =>
             {
-                self.persist(dir, target, true)?;
-                Ok(None)
+                // The filesystem cannot exchange names (NFS, CIFS, many FUSE
+                // filesystems): move the active file aside first, then rename
+                // this file into place. In between the name is briefly
+                // missing, which the backend reads as an empty file.
+                let aside = free_temp_name(dir, target)?;
+                match rename_no_replace(&target_path, &dir.join(&aside)) {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                        self.persist(dir, target, true)?;
+                        return Ok(None);
+                    }
+                    Err(error) => return Err(error),
+                }
+                if let Err(error) = rename_no_replace(&self.path, &target_path) {
+                    if error.kind() != io::ErrorKind::AlreadyExists {
+                        return Err(error);
+                    }
+                    // A writer created the file in that instant; its content
+                    // is newer than this empty file, so it stays.
+                    log::warn!(
+                        "{} was created again while it was being replaced; keeping it",
+                        target_path.display()
+                    );
+                    return Ok(Some(aside));
+                }
+                self.persisted = true;
+                Ok(Some(aside))
             }
             Err(error) => Err(error),
         }
     }
+}
+
+/// Returns whether a debug build was asked, by `ORDER_RESET_NO_EXCHANGE`, to
+/// behave as on a filesystem without `RENAME_EXCHANGE`, for tests.
+fn exchange_disabled_for_tests() -> bool {
+    cfg!(debug_assertions) && std::env::var_os("ORDER_RESET_NO_EXCHANGE").is_some()
+}
+
+/// Returns a temporary name for `target` that no file has now.
+fn free_temp_name(dir: &DataDir, target: &str) -> io::Result<String> {
+    let pid = std::process::id();
+    for _ in 0..100 {
+        let counter = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!(".{target}.{pid}.{counter}{TEMP_SUFFIX}");
+        if fs::symlink_metadata(dir.join(&name)).is_err() {
+            return Ok(name);
+        }
+    }
+    Err(io::Error::other("no free temporary name"))
 }
 
 fn rename_exchange(from: &Path, to: &Path) -> io::Result<()> {

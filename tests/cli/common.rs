@@ -21,6 +21,7 @@ const SCRUBBED: &[&str] = &[
     "ORDER_RESET_DATA_DIR",
     "ORDER_RESET_NOW",
     "ORDER_RESET_FAILPOINT",
+    "ORDER_RESET_NO_EXCHANGE",
     "RUST_LOG",
     "JOURNAL_STREAM",
 ];

@@ -15,8 +15,21 @@ const LATE: &[u8] = br#"{"a": {"status": "draft"}, "b": {"status": "approved"}}"
 /// Starts a reset that pauses after its archives are in place, runs `write`
 /// in that pause, and returns the reset's JSON report.
 fn reset_with_write_in_window(dir: &DataDir, write: impl FnOnce(&DataDir)) -> serde_json::Value {
-    let child = dir
-        .command(&["--json", "reset"])
+    reset_with_write_in_window_on(dir, write, false)
+}
+
+/// Like [`reset_with_write_in_window`]; `no_exchange` makes the reset behave
+/// as on a filesystem without `RENAME_EXCHANGE`.
+fn reset_with_write_in_window_on(
+    dir: &DataDir,
+    write: impl FnOnce(&DataDir),
+    no_exchange: bool,
+) -> serde_json::Value {
+    let mut command = dir.command(&["--json", "reset"]);
+    if no_exchange {
+        command.env("ORDER_RESET_NO_EXCHANGE", "1");
+    }
+    let child = command
         .env("ORDER_RESET_NOW", NOW)
         .env("ORDER_RESET_FAILPOINT", "after-archives:sleep")
         .stdout(std::process::Stdio::piped())
@@ -159,4 +172,29 @@ fn crash_after_exchange_without_late_write_keeps_one_archive() {
     );
     assert_eq!(dir.read(SESSIONS), b"{}");
     assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
+}
+
+#[test]
+fn late_writes_are_kept_without_exchange() {
+    let in_place = DataDir::new();
+    in_place.write(SESSIONS, ORIGINAL);
+    let report = reset_with_write_in_window_on(
+        &in_place,
+        |dir| fs::write(dir.file(SESSIONS), LATE).unwrap(),
+        true,
+    );
+    check_kept(&in_place, &report);
+
+    let replacing = DataDir::new();
+    replacing.write(SESSIONS, ORIGINAL);
+    let report = reset_with_write_in_window_on(
+        &replacing,
+        |dir| {
+            let temp = dir.file("writer.tmp");
+            fs::write(&temp, LATE).unwrap();
+            fs::rename(&temp, dir.file(SESSIONS)).unwrap();
+        },
+        true,
+    );
+    check_kept(&replacing, &report);
 }
