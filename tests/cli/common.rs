@@ -33,7 +33,7 @@ pub fn real_fixtures() -> Option<PathBuf> {
     if path.is_dir() {
         Some(path)
     } else {
-        eprintln!("skipping: {} is not present", path.display());
+        eprintln!("skipping: the backend's real fixtures are not beside the checkout");
         None
     }
 }
