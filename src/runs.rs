@@ -54,7 +54,7 @@ pub fn find(dir: &DataDir, id: &str) -> anyhow::Result<Run> {
         .into_iter()
         .filter_map(|line| line.entry.ok())
         .filter(|entry| entry.is_reset() && entry.id.as_deref() == Some(run_id.as_str()))
-        .last();
+        .next_back();
     let present = |source: Source| {
         let name = source.archive_name(&run_id, true);
         std::fs::symlink_metadata(dir.join(&name))

@@ -97,8 +97,8 @@ pub fn run(dir: &DataDir, term: &str) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Returns the last journal line of each run id; unparseable lines are
-/// skipped, so their archives show the time from their names.
+/// Returns the last journal line of each run id. Unparseable lines are
+/// skipped, so the archives they name show the time from their names.
 fn journal_entries(dir: &DataDir) -> anyhow::Result<HashMap<String, Entry>> {
     let mut entries = HashMap::new();
     for line in journal::read_all(dir)? {
@@ -121,7 +121,7 @@ fn sessions_archives(dir: &DataDir) -> anyhow::Result<Vec<ArchiveName>> {
         .map(|(parsed, _)| parsed)
         .filter(|parsed| parsed.source == Source::Sessions && parsed.valid)
         .collect();
-    archives.sort_by_key(|archive| std::cmp::Reverse(run_order(&archive.run_id)));
+    archives.sort_by(|a, b| run_order(&b.run_id).cmp(&run_order(&a.run_id)));
     Ok(archives)
 }
 
@@ -174,7 +174,11 @@ fn search_archive(
         || reset_time_from_run_id(&archive.run_id),
         |entry| entry.reset_at.clone(),
     );
-    let origin = if entry.is_some() { "journal" } else { "archive" };
+    let origin = if entry.is_some() {
+        "journal"
+    } else {
+        "archive"
+    };
     let mut matches: Vec<Match> = Vec::new();
     let result = reader::read_sessions(&mut file, |session| {
         // A repeated key keeps only its last value, at the position of the
@@ -264,7 +268,11 @@ impl Render for Report {
             let _ = writeln!(out, "No session matches `{}` in {searched}.", self.term);
         } else {
             let archives = {
-                let mut files: Vec<&str> = self.matches.iter().map(|m| m.file.as_str()).collect();
+                let mut files: Vec<&str> = self
+                    .matches
+                    .iter()
+                    .map(|found| found.file.as_str())
+                    .collect();
                 files.dedup();
                 files.len()
             };
@@ -302,7 +310,7 @@ mod tests {
             "20261204_000000_9",
             "20261203_235959",
         ];
-        ids.sort_by_key(|id| std::cmp::Reverse(run_order(id)));
+        ids.sort_by(|a, b| run_order(b).cmp(&run_order(a)));
         assert_eq!(
             ids,
             [

