@@ -642,17 +642,8 @@ fn choose_run_id(dir: &DataDir, stamp: &str) -> anyhow::Result<String> {
 }
 
 /// Writes `{}` into a temporary file with the owner, group and mode of the
-/// active file it will replace, and syncs it.
-pub fn prepare_empty(
-    dir: &DataDir,
-    source: Source,
-    metadata: &Metadata,
-) -> anyhow::Result<TempFile> {
-    prepare_empty_like(dir, source, metadata, None)
-}
-
-/// Like [`prepare_empty`], also copying the POSIX ACL of `active`, the open
-/// active file, when given.
+/// active file it will replace, and the POSIX ACL of `active`, the open active
+/// file, when given; then syncs it.
 pub fn prepare_empty_like(
     dir: &DataDir,
     source: Source,

@@ -53,8 +53,9 @@ pub fn find(dir: &DataDir, id: &str) -> anyhow::Result<Run> {
     let entry = journal::read_all(dir)?
         .into_iter()
         .filter_map(|line| line.entry.ok())
-        .filter(|entry| entry.is_reset() && entry.id.as_deref() == Some(run_id.as_str()))
-        .next_back();
+        // A restore writes archives of the state it replaced under its own
+        // run id, so its line names a run as a reset's does.
+        .rfind(|entry| entry.event != "prune" && entry.id.as_deref() == Some(run_id.as_str()));
     let present = |source: Source| {
         let name = source.archive_name(&run_id, true);
         std::fs::symlink_metadata(dir.join(&name))
