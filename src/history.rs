@@ -42,6 +42,11 @@ pub struct Report {
 pub struct Reset {
     /// `journal`, or `archive` for archives that no journal line names.
     pub origin: &'static str,
+    /// `reset`, or `restore` for a restore, whose archives hold the state it
+    /// replaced.
+    pub event: String,
+    /// For a restore: the run id it put back.
+    pub restored_from: Option<String>,
     pub run_id: Option<String>,
     /// RFC 3339 with UTC offset for journal entries; for archives alone, the
     /// local time from the file name, with the offset the local time zone
@@ -66,6 +71,8 @@ pub struct ArchiveFile {
     pub file: String,
     /// Size on disk; `null` when the file no longer exists.
     pub bytes: Option<u64>,
+    /// True when `history prune` deleted the file.
+    pub pruned: bool,
 }
 
 /// Builds the history report.
@@ -82,7 +89,13 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
         })
         .collect();
 
-    for line in journal::read_all(dir)? {
+    let lines = journal::read_all(dir)?;
+    let pruned: HashSet<String> = lines
+        .iter()
+        .filter_map(|line| line.entry.as_ref().ok())
+        .flat_map(|entry| entry.pruned.iter().cloned())
+        .collect();
+    for line in lines {
         let entry = match line.entry {
             Ok(entry) => entry,
             Err(error) => {
@@ -90,6 +103,9 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
                 continue;
             }
         };
+        if entry.event == "prune" {
+            continue;
+        }
         let timestamp = DateTime::parse_from_rfc3339(&entry.reset_at)
             .map(|time| time.timestamp_micros())
             .unwrap_or(i64::MIN);
@@ -100,6 +116,7 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
                 named.insert(record.file.clone());
                 ArchiveFile {
                     bytes: sizes.get(&record.file).copied(),
+                    pruned: pruned.contains(&record.file),
                     file: record.file.clone(),
                 }
             })
@@ -117,6 +134,8 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
             (!uncounted(Source::Takeovers)).then_some(entry.takeover_requests_reset);
         resets.push(Reset {
             origin: "journal",
+            event: entry.event.clone(),
+            restored_from: entry.restored_from.clone(),
             sort_key: (timestamp, same_second_number(entry.id.as_deref())),
             run_id: entry.id,
             reset_at: entry.reset_at,
@@ -144,6 +163,7 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
         if let Some(reset) = owner {
             reset.archives.push(ArchiveFile {
                 bytes: sizes.get(&name).copied(),
+                pruned: false,
                 file: name,
             });
             continue;
@@ -194,6 +214,8 @@ fn archive_only_reset(
     };
     let mut reset = Reset {
         origin: "archive",
+        event: journal::RESET_EVENT.to_string(),
+        restored_from: None,
         run_id: Some(run_id.to_string()),
         sort_key: (
             local.map_or(i64::MIN, |time| time.timestamp_micros()),
@@ -228,6 +250,7 @@ fn archive_only_reset(
         }
         reset.archives.push(ArchiveFile {
             bytes: sizes.get(&name).copied(),
+            pruned: false,
             file: name,
         });
     }
@@ -269,8 +292,15 @@ fn row(reset: &Reset) -> Vec<String> {
         .iter()
         .filter_map(|archive| archive.bytes)
         .collect();
+    let pruned = reset
+        .archives
+        .iter()
+        .filter(|archive| archive.pruned)
+        .count();
     let archived = if reset.archives.is_empty() {
         "-".to_string()
+    } else if pruned == reset.archives.len() {
+        "pruned".to_string()
     } else if present.len() < reset.archives.len() {
         format!(
             "{} of {} missing",
@@ -287,6 +317,9 @@ fn row(reset: &Reset) -> Vec<String> {
         .collect();
     if reset.origin == "archive" {
         by_status.push("[not in the journal]".to_string());
+    }
+    if let Some(run_id) = &reset.restored_from {
+        by_status.push(format!("[restore of {run_id}]"));
     }
     if reset.recovered {
         by_status.push("[completed after an interruption]".to_string());

@@ -41,7 +41,7 @@ fn history_lists_resets_and_legacy_archives() {
     assert_eq!(resets[0]["sessions_by_status"], json!({"approved": 2}));
     assert_eq!(
         resets[0]["archives"],
-        json!([{"file": "session_history_20261204_000000.json", "bytes": latest.len()}])
+        json!([{"file": "session_history_20261204_000000.json", "bytes": latest.len(), "pruned": false}])
     );
     assert_eq!(resets[1]["run_id"], json!("20261203_000000"));
     assert_eq!(resets[2]["run_id"], json!("20260301_000000"));
@@ -154,4 +154,28 @@ fn history_reports_unparseable_journal_lines() {
     assert_eq!(exit, 0);
     assert_eq!(report["resets"].as_array().unwrap().len(), 1);
     assert_eq!(report["journal_errors"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn history_lists_restore_with_its_source() {
+    let dir = DataDir::new();
+    reset_at(&dir, "2026-12-04T00:00:00+00:00", r#"{"a": {"status": "draft"}}"#);
+    dir.write(SESSIONS, r#"{"b": {"status": "approved"}}"#);
+    let output = dir
+        .command(&["restore", "20261204_000000", "--merge"])
+        .env("ORDER_RESET_NOW", "2026-12-04T10:00:00+00:00")
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+
+    let (exit, report) = dir.run_json(&["history"]);
+    assert_eq!(exit, 0);
+    let resets = report["resets"].as_array().unwrap();
+    assert_eq!(resets.len(), 2, "{report}");
+    assert_eq!(resets[0]["event"], json!("restore"));
+    assert_eq!(resets[0]["restored_from"], json!("20261204_000000"));
+    assert_eq!(resets[0]["origin"], json!("journal"));
+    assert_eq!(resets[1]["event"], json!("reset"));
+    let output = dir.run(&["history"]);
+    assert!(stdout(&output).contains("[restore of 20261204_000000]"), "{}", stdout(&output));
 }
