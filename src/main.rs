@@ -17,6 +17,7 @@ mod journal;
 mod lock;
 mod output;
 mod pending;
+mod preconditions;
 mod reset;
 mod restore;
 mod runs;

@@ -33,6 +33,7 @@ use crate::journal::{self, ArchiveRecord, Entry};
 use crate::lock;
 use crate::output::{Render, count_noun, format_counts};
 use crate::pending::{self, Pending, PendingFile};
+use crate::preconditions;
 use crate::scan::{ScanErrorKind, Summary};
 use crate::schedule;
 use crate::system;
@@ -134,7 +135,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
     };
     failpoint::check("after-lock")?;
 
-    preflight(dir)?;
+    preconditions::preflight(dir, &Source::ALL)?;
 
     let mut recovered_run_id = None;
     if args.dry_run {
@@ -234,9 +235,16 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
     }
 
     for item in &to_archive {
-        check_unchanged(dir, item)?;
+        let (file, before) = item.opened.as_ref().expect("archived files were opened");
+        let bytes_read = item.copied.as_ref().map_or(0, |copied| copied.bytes);
+        preconditions::check_unchanged(
+            &dir.join(item.source.file_name()),
+            file,
+            before,
+            bytes_read,
+        )?;
     }
-    let run_id = choose_run_id(dir, &now.format("%Y%m%d_%H%M%S").to_string())?;
+    let run_id = preconditions::choose_run_id(dir, &now.format("%Y%m%d_%H%M%S").to_string())?;
     entry.id = Some(run_id.clone());
     for item in &to_archive {
         let copied = item.copied.as_ref().expect("archived files were copied");
@@ -319,7 +327,7 @@ fn inspect(dir: &DataDir, source: Source, dry_run: bool, force: bool) -> anyhow:
     let archive = if dry_run {
         None
     } else {
-        check_owner_can_be_kept(&path, &metadata)?;
+        preconditions::check_owner_can_be_kept(&path, &metadata)?;
         let temp = TempFile::create(dir, &source.archive_name("pending", true))
             .map_err(|error| create_error(dir, error))?;
         Some(temp)
@@ -342,7 +350,7 @@ fn inspect(dir: &DataDir, source: Source, dry_run: bool, force: bool) -> anyhow:
         // It then gets the source's owner, so that the backend can read its
         // history, and the source's mode without execute bits, so that it is
         // never more readable than the source.
-        let (uid, gid) = owner_for_new_file(&metadata);
+        let (uid, gid) = preconditions::owner_for_new_file(&metadata);
         temp.set_owner_and_mode(uid, gid, metadata.mode() & 0o666)
             .and_then(|()| temp.copy_acl_from(&file))
             .map_err(|error| {
@@ -402,87 +410,6 @@ fn create_error(dir: &DataDir, error: std::io::Error) -> anyhow::Error {
     )
 }
 
-/// Returns the owner and group a new file gets from the file it stands for:
-/// the same when this process may give them, else this process's user.
-fn owner_for_new_file(source: &Metadata) -> (u32, u32) {
-    if atomic::is_root() || source.uid() == atomic::effective_uid() {
-        (source.uid(), source.gid())
-    } else {
-        (atomic::effective_uid(), source.gid())
-    }
-}
-
-/// Rejects a reset by a user other than root or the file's owner, because
-/// the replaced file would then belong to that user and the backend could
-/// lose write access to it.
-fn check_owner_can_be_kept(path: &Path, metadata: &Metadata) -> anyhow::Result<()> {
-    if atomic::is_root() || metadata.uid() == atomic::effective_uid() {
-        return Ok(());
-    }
-    Err(failure(
-        ErrorKind::PermissionDenied,
-        format!(
-            "{} belongs to uid {}, and a reset by uid {} could not keep that owner; nothing was changed: run the reset as root or as the file's owner",
-            path.display(),
-            metadata.uid(),
-            atomic::effective_uid()
-        ),
-    ))
-}
-
-/// Checks, before anything is created, what would make the reset fail for
-/// lack of permission, so that a dry run reports it too.
-fn preflight(dir: &DataDir) -> anyhow::Result<()> {
-    for source in Source::ALL {
-        let path = dir.join(source.file_name());
-        if let Ok(metadata) = std::fs::symlink_metadata(&path)
-            && metadata.file_type().is_file()
-        {
-            check_owner_can_be_kept(&path, &metadata)?;
-        }
-    }
-    atomic::check_writable(dir.path()).map_err(|error| {
-        io_failure(
-            ErrorKind::CannotCreate,
-            error,
-            format!(
-                "cannot create files in data directory {}; nothing was changed",
-                dir.path().display()
-            ),
-        )
-    })?;
-    let journal = dir.join(crate::datadir::JOURNAL_FILE);
-    if let Ok(metadata) = std::fs::symlink_metadata(&journal) {
-        if !metadata.file_type().is_file() || metadata.nlink() > 1 {
-            let error = atomic::check_regular(&journal, &metadata)
-                .err()
-                .unwrap_or_else(|| {
-                    std::io::Error::other(format!(
-                        "{} has {} hard links, so appending to it would change another file too",
-                        journal.display(),
-                        metadata.nlink()
-                    ))
-                });
-            return Err(io_failure(
-                ErrorKind::CannotCreate,
-                error,
-                "cannot use the journal; nothing was changed: remove it or replace it with a regular file",
-            ));
-        }
-        atomic::check_writable(&journal).map_err(|error| {
-            io_failure(
-                ErrorKind::CannotCreate,
-                error,
-                format!(
-                    "cannot write journal {}; nothing was changed",
-                    journal.display()
-                ),
-            )
-        })?;
-    }
-    Ok(())
-}
-
 /// Fails with every invalid file unless `force` is set; with `force`, returns
 /// the files that will be archived as they are.
 fn check_validity(
@@ -530,117 +457,6 @@ fn check_validity(
     ))
 }
 
-/// Rejects the reset when an active file changed while it was copied, which
-/// only a writer that ignores the lock can cause.
-fn check_unchanged(dir: &DataDir, item: &Inspected) -> anyhow::Result<()> {
-    let (file, before) = item.opened.as_ref().expect("archived files were opened");
-    let path = dir.join(item.source.file_name());
-    let now = file.metadata().map_err(|error| {
-        io_failure(
-            ErrorKind::Io,
-            error,
-            format!("cannot stat {}", path.display()),
-        )
-    })?;
-    let same = now.len() == before.len()
-        && now.mtime() == before.mtime()
-        && now.mtime_nsec() == before.mtime_nsec()
-        && now.ctime() == before.ctime()
-        && now.ctime_nsec() == before.ctime_nsec();
-    let copied = item.copied.as_ref().map_or(0, |copied| copied.bytes);
-    if same && copied == now.len() {
-        return Ok(());
-    }
-    Err(failure(
-        ErrorKind::LockBusy,
-        format!(
-            "{} changed while it was being archived, so a process writes it without holding order-reset.lock; nothing was changed: try again, and make the backend take the lock",
-            path.display()
-        ),
-    ))
-}
-
-/// Picks the first run id, `stamp`, `stamp_2`, `stamp_3` and so on, that no
-/// archive file and no journal line uses yet, so that resets in the same
-/// second never share a name.
-fn choose_run_id(dir: &DataDir, stamp: &str) -> anyhow::Result<String> {
-    let journaled = journal::run_ids(dir)?;
-    // When the local clock went back by up to a few hours (the end of
-    // daylight saving time, or a small correction), continue from the newest
-    // name, so that names keep sorting in the order of the resets; `reset_at`
-    // keeps the true time. A larger step back is taken as a clock that was
-    // wrong before, and names follow the clock again.
-    let newest = journaled
-        .iter()
-        .map(String::as_str)
-        .chain(
-            dir.archives()?
-                .iter()
-                .map(|(name, _)| name.run_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .filter_map(|run_id| run_id.get(..15))
-        .max()
-        .map(str::to_string);
-    let parse = |text: &str| chrono::NaiveDateTime::parse_from_str(text, "%Y%m%d_%H%M%S").ok();
-    let behind_by = newest
-        .as_deref()
-        .and_then(parse)
-        .zip(parse(stamp))
-        .map(|(newest, now)| newest - now);
-    let stamp = match newest {
-        Some(newest)
-            if behind_by.is_some_and(|behind| {
-                behind > chrono::Duration::zero() && behind <= chrono::Duration::hours(3)
-            }) =>
-        {
-            log::info!("the clock is behind the newest archive {newest}; naming after it");
-            newest
-        }
-        _ => stamp.to_string(),
-    };
-    let stamp = stamp.as_str();
-    for n in 1..10_000u32 {
-        let run_id = if n == 1 {
-            stamp.to_string()
-        } else {
-            format!("{stamp}_{n}")
-        };
-        let mut taken = journaled.contains(&run_id);
-        for source in Source::ALL {
-            let names = [
-                source.archive_name(&run_id, true),
-                source.archive_name(&run_id, false),
-                source.late_archive_name(&run_id),
-            ];
-            for name in &names {
-                let path = dir.join(name);
-                match std::fs::symlink_metadata(&path) {
-                    Ok(_) => taken = true,
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(error) => {
-                        return Err(io_failure(
-                            ErrorKind::Io,
-                            error,
-                            format!("cannot check whether {} exists", path.display()),
-                        ));
-                    }
-                }
-            }
-        }
-        if !taken {
-            return Ok(run_id);
-        }
-    }
-    Err(failure(
-        ErrorKind::CannotCreate,
-        format!(
-            "every archive name for {stamp} is taken in {}",
-            dir.path().display()
-        ),
-    ))
-}
-
 /// Writes `{}` into a temporary file with the owner, group and mode of the
 /// active file it will replace, and the POSIX ACL of `active`, the open active
 /// file, when given; then syncs it.
@@ -652,7 +468,7 @@ pub fn prepare_empty_like(
 ) -> anyhow::Result<TempFile> {
     let temp =
         TempFile::create(dir, source.file_name()).map_err(|error| create_error(dir, error))?;
-    let (uid, gid) = owner_for_new_file(metadata);
+    let (uid, gid) = preconditions::owner_for_new_file(metadata);
     let result = (|| {
         let mut file = temp.file();
         file.write_all(EMPTY_STATE)?;
@@ -900,7 +716,7 @@ fn keep_late_writes(
                 .map_err(|error| io_error(error, "read"))?;
             std::io::copy(&mut reader, &mut temp.file())
                 .map_err(|error| io_error(error, "write"))?;
-            let (uid, gid) = owner_for_new_file(before);
+            let (uid, gid) = preconditions::owner_for_new_file(before);
             temp.set_owner_and_mode(uid, gid, before.mode() & 0o666)
                 .and_then(|()| temp.sync())
                 .and_then(|()| temp.persist(dir, &late_name, false))

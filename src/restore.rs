@@ -16,7 +16,6 @@
 //!    its new content, write the pending record, sync the directory, append
 //!    the journal line and remove the record (see `commit`).
 
-mod checks;
 mod commit;
 mod members;
 mod merge;
@@ -36,6 +35,7 @@ use crate::journal::{self, ArchiveRecord, Entry};
 use crate::lock;
 use crate::output::{Render, count_noun};
 use crate::pending;
+use crate::preconditions;
 use crate::runs;
 use crate::system;
 
@@ -111,7 +111,7 @@ pub fn run(dir: &DataDir, args: &RestoreArgs) -> anyhow::Result<Report> {
         Some(lock::acquire_exclusive(dir, args.wait)?)
     };
     failpoint::check("after-lock")?;
-    checks::preflight(dir, &sources)?;
+    preconditions::preflight(dir, &sources)?;
 
     let mut recovered_run_id = None;
     if args.dry_run {
@@ -149,7 +149,7 @@ pub fn run(dir: &DataDir, args: &RestoreArgs) -> anyhow::Result<Report> {
             continue;
         }
         if let (Some((file, metadata)), Some(copied)) = (&target.active, &target.active_copied) {
-            checks::check_unchanged(
+            preconditions::check_unchanged(
                 &dir.join(target.source.file_name()),
                 file,
                 metadata,
@@ -161,7 +161,7 @@ pub fn run(dir: &DataDir, args: &RestoreArgs) -> anyhow::Result<Report> {
     let mut entry = journal_entry(args, &run.run_id, &now);
     let stamp = now.format("%Y%m%d_%H%M%S").to_string();
     if targets.iter().any(Target::archives_active) {
-        let run_id = checks::choose_run_id(dir, &stamp)?;
+        let run_id = preconditions::choose_run_id(dir, &stamp)?;
         record_archives(&mut entry, &targets, &run_id);
         entry.id = Some(run_id);
     }

@@ -39,8 +39,8 @@ use crate::error::{ErrorKind, failure, io_failure};
 use crate::failpoint;
 use crate::journal::{self, ArchiveRecord, Entry};
 use crate::pending::{self, Pending, PendingFile};
+use crate::preconditions;
 use crate::reset::keep_as_late;
-use crate::restore::checks;
 use crate::restore::target::{Target, create_error, noun};
 
 /// Renames the archive copies into place, replaces the active files and
@@ -264,7 +264,7 @@ fn keep_late_writes(
     // into an empty file has none, so one is chosen when needed.
     let mut run_id = || -> anyhow::Result<String> {
         if late_run_id.is_none() {
-            *late_run_id = Some(checks::choose_run_id(dir, stamp)?);
+            *late_run_id = Some(preconditions::choose_run_id(dir, stamp)?);
         }
         Ok(late_run_id.clone().unwrap_or_default())
     };
@@ -304,7 +304,7 @@ fn keep_late_writes(
                 .map_err(|error| io_error(error, "read"))?;
             std::io::copy(&mut reader, &mut temp.file())
                 .map_err(|error| io_error(error, "copy"))?;
-            let (uid, gid) = checks::owner_for_new_file(before);
+            let (uid, gid) = preconditions::owner_for_new_file(before);
             temp.set_owner_and_mode(uid, gid, before.mode() & 0o666)
                 .and_then(|()| temp.sync())
                 .and_then(|()| temp.persist(dir, &late_name, false))

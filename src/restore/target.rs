@@ -13,7 +13,7 @@ use crate::datadir::{DataDir, Source};
 use crate::error::{ErrorKind, failure, io_failure};
 use crate::journal::ArchiveRecord;
 use crate::output::count_noun;
-use crate::restore::checks;
+use crate::preconditions;
 use crate::restore::merge;
 use crate::scan::{ScanErrorKind, Summary};
 
@@ -206,7 +206,7 @@ pub fn prepare(
             // The copy gets the source's owner, so that the backend can read
             // its history, and its mode without execute bits, so that it is
             // never more readable than the source.
-            let (uid, gid) = checks::owner_for_new_file(metadata);
+            let (uid, gid) = preconditions::owner_for_new_file(metadata);
             temp.set_owner_and_mode(uid, gid, metadata.mode() & 0o666)
                 .and_then(|()| temp.sync())
                 .map_err(|error| {
@@ -239,7 +239,7 @@ fn replace(
     let owner_source = match &target.active {
         Some((_, metadata)) => metadata,
         None => {
-            checks::check_owner_can_be_kept(&archive_path, archive_metadata)?;
+            preconditions::check_owner_can_be_kept(&archive_path, archive_metadata)?;
             archive_metadata
         }
     };
@@ -356,10 +356,10 @@ fn merge_into(
         .as_ref()
         .map(|copied| copied.sha256.as_str());
     if Some(merged.active.1.as_str()) != active_sha256 {
-        return Err(checks::changed_error(&active_path));
+        return Err(preconditions::changed_error(&active_path));
     }
     if merged.archive.1 != copied.sha256 {
-        return Err(checks::changed_error(&archive_path));
+        return Err(preconditions::changed_error(&archive_path));
     }
 
     target.conflicts = merged.conflicts;
@@ -441,7 +441,7 @@ fn finish_replacement(
     owner_source: &Metadata,
     source: Source,
 ) -> anyhow::Result<()> {
-    let (uid, gid) = checks::owner_for_new_file(owner_source);
+    let (uid, gid) = preconditions::owner_for_new_file(owner_source);
     temp.set_owner_and_mode(uid, gid, owner_source.mode())
         .and_then(|()| temp.sync())
         .map_err(|error| {
