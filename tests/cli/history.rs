@@ -159,7 +159,11 @@ fn history_reports_unparseable_journal_lines() {
 #[test]
 fn history_lists_restore_with_its_source() {
     let dir = DataDir::new();
-    reset_at(&dir, "2026-12-04T00:00:00+00:00", r#"{"a": {"status": "draft"}}"#);
+    reset_at(
+        &dir,
+        "2026-12-04T00:00:00+00:00",
+        r#"{"a": {"status": "draft"}}"#,
+    );
     dir.write(SESSIONS, r#"{"b": {"status": "approved"}}"#);
     let output = dir
         .command(&["restore", "20261204_000000", "--merge"])
@@ -177,5 +181,9 @@ fn history_lists_restore_with_its_source() {
     assert_eq!(resets[0]["origin"], json!("journal"));
     assert_eq!(resets[1]["event"], json!("reset"));
     let output = dir.run(&["history"]);
-    assert!(stdout(&output).contains("[restore of 20261204_000000]"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("[restore of 20261204_000000]"),
+        "{}",
+        stdout(&output)
+    );
 }
