@@ -128,6 +128,7 @@ pub struct Line {
 pub struct Writer {
     file: File,
     path: PathBuf,
+    dir: DataDir,
 }
 
 impl Writer {
@@ -141,11 +142,15 @@ impl Writer {
                     format!("cannot open journal {} for appending", path.display()),
                 )
             })?;
-        Ok(Writer { file, path })
+        Ok(Writer {
+            file,
+            path,
+            dir: dir.clone(),
+        })
     }
 
     /// Appends `entry` as one line, with `prev` set from the current last
-    /// line, and syncs the journal.
+    /// line, syncs the journal, then updates the head file (see [`HEAD_FILE`]).
     pub fn append(&mut self, entry: &mut Entry) -> anyhow::Result<()> {
         let write = |file: &mut File, entry: &mut Entry| -> io::Result<()> {
             let (previous, ends_with_newline) = read_last_line(file)?;
@@ -167,7 +172,17 @@ impl Writer {
                 error,
                 format!("cannot append to journal {}", self.path.display()),
             )
-        })
+        })?;
+        // The line is synced, so the run has happened: a head that cannot be
+        // written must not fail it, or a reset would be completed and
+        // journaled a second time.
+        if let Err(error) = update_head(&self.dir, &mut self.file) {
+            log::warn!(
+                "cannot update {}: {error}; `order-reset history verify` reports the journal lines after the last one it records",
+                self.dir.join(HEAD_FILE).display()
+            );
+        }
+        Ok(())
     }
 }
 
@@ -217,10 +232,50 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Reads every line of the journal; a missing journal has no lines.
 /// Lines that are not valid entries are returned with their parse error.
 pub fn read_all(dir: &DataDir) -> anyhow::Result<Vec<Line>> {
+    let Some(bytes) = read_bytes(dir)? else {
+        return Ok(Vec::new());
+    };
+    let mut lines = Vec::new();
+    for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        if raw.is_empty() {
+            continue;
+        }
+        lines.push(Line {
+            number: index + 1,
+            entry: parse_entry(raw),
+        });
+    }
+    Ok(lines)
+}
+
+/// Returns the run ids that journal lines record, so that a new reset never
+/// reuses one, even after its archives were moved away.
+pub fn run_ids(dir: &DataDir) -> anyhow::Result<std::collections::HashSet<String>> {
+    Ok(read_all(dir)?
+        .into_iter()
+        .filter_map(|line| line.entry.ok()?.id)
+        .collect())
+}
+
+/// Event name of a `history prune` line.
+pub const PRUNE_EVENT: &str = "prune";
+
+/// Parses one journal line, without its newline, or returns why it is not an
+/// entry.
+pub fn parse_entry(raw: &[u8]) -> Result<Entry, String> {
+    if raw.first() == Some(&b'{') {
+        serde_json::from_slice::<Entry>(raw).map_err(|error| error.to_string())
+    } else {
+        Err("not a JSON object".to_string())
+    }
+}
+
+/// Reads the whole journal; `None` when it does not exist.
+fn read_bytes(dir: &DataDir) -> anyhow::Result<Option<Vec<u8>>> {
     let path = dir.join(JOURNAL_FILE);
     let (mut file, _) = match atomic::open_regular(&path) {
         Ok(Some(opened)) => opened,
-        Ok(None) => return Ok(Vec::new()),
+        Ok(None) => return Ok(None),
         Err(error) => {
             return Err(io_failure(
                 ErrorKind::Io,
@@ -237,31 +292,145 @@ pub fn read_all(dir: &DataDir) -> anyhow::Result<Vec<Line>> {
             format!("cannot read journal {}", path.display()),
         )
     })?;
-    let mut lines = Vec::new();
-    for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        if raw.is_empty() {
-            continue;
-        }
-        let entry = if raw.first() == Some(&b'{') {
-            serde_json::from_slice::<Entry>(raw).map_err(|error| error.to_string())
-        } else {
-            Err("not a JSON object".to_string())
-        };
-        lines.push(Line {
-            number: index + 1,
-            entry,
-        });
-    }
-    Ok(lines)
+    Ok(Some(bytes))
 }
 
-/// Returns the run ids that journal lines record, so that a new reset never
-/// reuses one, even after its archives were moved away.
-pub fn run_ids(dir: &DataDir) -> anyhow::Result<std::collections::HashSet<String>> {
-    Ok(read_all(dir)?
+/// Reads the journal's lines as stored, without their newlines, so that each
+/// line's hash can be compared with the next line's `prev`. Empty lines are
+/// kept, and so is a last line without a newline, which a run killed while
+/// appending leaves. A missing journal has no lines.
+pub fn read_raw_lines(dir: &DataDir) -> anyhow::Result<Vec<Vec<u8>>> {
+    let bytes = read_bytes(dir)?.unwrap_or_default();
+    Ok(split_lines(&bytes)
         .into_iter()
-        .filter_map(|line| line.entry.ok()?.id)
+        .map(|line| line.to_vec())
         .collect())
+}
+
+/// Splits journal bytes into lines the way [`Writer::append`] counts them for
+/// `prev`: the newline that ends the file does not start another line.
+fn split_lines(bytes: &[u8]) -> Vec<&[u8]> {
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    body.split(|&b| b == b'\n').collect()
+}
+
+/// Record of the journal's line count and last line, replaced atomically
+/// after each append.
+///
+/// Each line's `prev` protects the line before it, but no line protects the
+/// last one, so an edit to it, or lines cut from the end, would go unnoticed
+/// without this record.
+pub const HEAD_FILE: &str = "order-reset-journal.head";
+
+/// The content of [`HEAD_FILE`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Head {
+    /// Number of journal lines when the head was written.
+    pub lines: usize,
+    /// SHA-256 of the last of those lines, without its newline, lowercase hex.
+    pub sha256: String,
+}
+
+impl Head {
+    /// Returns whether `lines` start with the lines this head records: there
+    /// are at least `self.lines` of them, and line `self.lines` has the
+    /// recorded hash.
+    pub fn is_prefix_of<L: AsRef<[u8]>>(&self, lines: &[L]) -> bool {
+        if self.lines == 0 {
+            return self.sha256.is_empty();
+        }
+        self.lines <= lines.len() && sha256_hex(lines[self.lines - 1].as_ref()) == self.sha256
+    }
+}
+
+/// Reads [`HEAD_FILE`] without following a symbolic link. Returns `Ok(None)`
+/// when it does not exist, and an error message when it cannot be read or is
+/// not a head record.
+pub fn read_head(dir: &DataDir) -> Result<Option<Head>, String> {
+    let path = dir.join(HEAD_FILE);
+    let (file, _) = match atomic::open_regular(&path) {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return Ok(None),
+        Err(error) => return Err(error.to_string()),
+    };
+    let mut text = Vec::new();
+    file.take(MAX_LINE)
+        .read_to_end(&mut text)
+        .map_err(|error| error.to_string())?;
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|error| format!("not a head record: {error}"))
+}
+
+/// Rewrites [`HEAD_FILE`] for the journal as it is after an append.
+///
+/// A head that does not match the lines before the new one is left as it is,
+/// because the journal was edited or cut since the head was written. The old
+/// head keeps `history verify` reporting the change, and a new one would
+/// hide it.
+fn update_head(dir: &DataDir, journal: &mut File) -> io::Result<()> {
+    journal.seek(SeekFrom::Start(0))?;
+    let mut bytes = Vec::new();
+    journal.read_to_end(&mut bytes)?;
+    let lines = split_lines(&bytes);
+    let Some((last, before)) = lines.split_last() else {
+        return Ok(());
+    };
+    let head_path = dir.join(HEAD_FILE);
+    match read_head(dir) {
+        Ok(None) => {}
+        // A head behind the journal is left by a run that stopped between
+        // its append and its head update, so it is brought up to date.
+        Ok(Some(head)) if head.is_prefix_of(before) => {}
+        Ok(Some(head)) => {
+            log::warn!(
+                "{} records {} journal lines ending with a line of SHA-256 {}, which does not match journal {}: lines were edited or deleted; left the head unchanged so that `order-reset history verify` keeps reporting it. Once the journal is checked, remove the head; the next run writes a new one",
+                head_path.display(),
+                head.lines,
+                head.sha256,
+                dir.join(JOURNAL_FILE).display()
+            );
+            return Ok(());
+        }
+        Err(message) => {
+            log::warn!(
+                "cannot use {}: {message}; left it unchanged. Once the journal is checked with `order-reset history verify`, remove the head; the next run writes a new one",
+                head_path.display()
+            );
+            return Ok(());
+        }
+    }
+    let head = Head {
+        lines: lines.len(),
+        sha256: sha256_hex(last),
+    };
+    write_head(dir, journal, &head)
+}
+
+/// Writes `head` through a synced temporary file renamed over [`HEAD_FILE`],
+/// with the journal's mode, and its owner where this process may give it.
+fn write_head(dir: &DataDir, journal: &File, head: &Head) -> io::Result<()> {
+    use std::fs::Permissions;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    let temp = atomic::TempFile::create(dir, HEAD_FILE)?;
+    let mut text = serde_json::to_vec(head).map_err(io::Error::other)?;
+    text.push(b'\n');
+    let mut file = temp.file();
+    file.write_all(&text)?;
+    let journal_metadata = journal.metadata()?;
+    let mode = journal_metadata.mode() & 0o666;
+    if atomic::is_root() || journal_metadata.uid() == atomic::effective_uid() {
+        temp.set_owner_and_mode(journal_metadata.uid(), journal_metadata.gid(), mode)?;
+    } else {
+        file.set_permissions(Permissions::from_mode(mode))?;
+    }
+    temp.sync()?;
+    temp.persist(dir, HEAD_FILE, true)?;
+    atomic::sync_dir(dir.path())
 }
 
 #[cfg(test)]
@@ -290,5 +459,33 @@ mod tests {
         assert!(!text.contains("recovered"));
         let back: Entry = serde_json::from_str(&text).unwrap();
         assert_eq!(back, entry);
+    }
+
+    #[test]
+    fn split_lines_matches_append() {
+        assert!(split_lines(b"").is_empty());
+        assert_eq!(split_lines(b"a\nb\n"), vec![&b"a"[..], b"b"]);
+        assert_eq!(split_lines(b"a\nb"), vec![&b"a"[..], b"b"]);
+        assert_eq!(split_lines(b"a\n\nb\n"), vec![&b"a"[..], b"", b"b"]);
+        assert_eq!(split_lines(b"\n"), vec![&b""[..]]);
+    }
+
+    #[test]
+    fn head_prefix_check() {
+        let lines = [&b"one"[..], b"two", b"three"];
+        let head = |count: usize, line: &[u8]| Head {
+            lines: count,
+            sha256: sha256_hex(line),
+        };
+        assert!(head(3, b"three").is_prefix_of(&lines));
+        assert!(head(2, b"two").is_prefix_of(&lines));
+        assert!(!head(3, b"edited").is_prefix_of(&lines));
+        assert!(!head(4, b"four").is_prefix_of(&lines));
+        assert!(!head(0, b"").is_prefix_of(&lines));
+        let empty = Head {
+            lines: 0,
+            sha256: String::new(),
+        };
+        assert!(empty.is_prefix_of(&lines));
     }
 }

@@ -185,10 +185,19 @@ fn data_dir_path(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// Prints a result: JSON with `--json`, else the human text. `-q` drops the
-/// human summary of `reset`, so that a successful cron run prints nothing;
-/// `status` and `history` print their report regardless.
+/// human summary of the commands that change files (`reset`, `restore`,
+/// `history prune`), so that a successful cron run prints nothing; reports
+/// such as `status` print regardless.
 fn emit(cli: &Cli, result: &impl Render) -> anyhow::Result<u8> {
-    let summary_only = matches!(cli.command, Command::Reset(_) | Command::Restore(_));
+    let summary_only = matches!(
+        &cli.command,
+        Command::Reset(_)
+            | Command::Restore(_)
+            | Command::History(cli::HistoryArgs {
+                action: Some(HistoryAction::Prune(_)),
+                ..
+            })
+    );
     if cli.json {
         print_json(result).map_err(stdout_error)?;
     } else if cli.quiet == 0 || !summary_only {

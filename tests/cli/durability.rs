@@ -191,7 +191,7 @@ fn reset_syncs_in_durable_order() {
         "journal not synced after the reset: {trace}"
     );
     assert_eq!(durable_archives.len(), 2, "{durable_archives:?}");
-    // Pending record, two archives, two active files.
-    assert_eq!(renames, 5, "{trace}");
+    // Pending record, two archives, two active files, journal head.
+    assert_eq!(renames, 6, "{trace}");
     assert_eq!(dir.read(SESSIONS), b"{}");
 }
