@@ -83,6 +83,21 @@ fn reset_event() -> String {
 }
 
 impl Entry {
+    /// Starts a journal line for `event` at `now`, recording who runs it.
+    pub fn new(event: &str, now: chrono::DateTime<chrono::FixedOffset>) -> Entry {
+        Entry {
+            schema_version: JOURNAL_SCHEMA_VERSION,
+            event: event.to_string(),
+            reset_at: now.to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
+            user: crate::system::user_name(),
+            uid: atomic::effective_uid(),
+            host: crate::system::host_name(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Entry::default()
+        }
+    }
+
     /// Returns whether this line records a reset (not a restore or prune).
     pub fn is_reset(&self) -> bool {
         self.event == RESET_EVENT

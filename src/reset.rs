@@ -189,20 +189,12 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
     let invalid_files = check_validity(dir, &inspected, args.force)?;
 
     let mut entry = Entry {
-        schema_version: journal::JOURNAL_SCHEMA_VERSION,
-        event: journal::RESET_EVENT.to_string(),
-        reset_at: now.to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
-        user: system::user_name(),
-        uid: atomic::effective_uid(),
-        host: system::host_name(),
-        pid: std::process::id(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
         flags: if args.force {
             vec!["force".to_string()]
         } else {
             Vec::new()
         },
-        ..Entry::default()
+        ..Entry::new(journal::RESET_EVENT, now)
     };
     for item in &inspected {
         let Some(summary) = item.summary() else {

@@ -37,7 +37,6 @@ use crate::output::{Render, count_noun};
 use crate::pending;
 use crate::preconditions;
 use crate::runs;
-use crate::system;
 
 use target::{Action, ArchiveSource, Options, Target, noun};
 
@@ -304,17 +303,9 @@ fn journal_entry(
         flags.push("merge".to_string());
     }
     Entry {
-        schema_version: journal::JOURNAL_SCHEMA_VERSION,
-        event: RESTORE_EVENT.to_string(),
-        reset_at: now.to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
-        user: system::user_name(),
-        uid: atomic::effective_uid(),
-        host: system::host_name(),
-        pid: std::process::id(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
         flags,
         restored_from: Some(restored_from.to_string()),
-        ..Entry::default()
+        ..Entry::new(RESTORE_EVENT, *now)
     }
 }
 

@@ -25,7 +25,6 @@ use crate::journal::{self, Entry, PRUNE_EVENT};
 use crate::lock;
 use crate::output::{Render, count_noun, format_size};
 use crate::pending;
-use crate::system;
 
 /// Version of the `history prune --json` document.
 pub const PRUNE_SCHEMA_VERSION: u32 = 1;
@@ -113,17 +112,9 @@ pub fn run(dir: &DataDir, args: &PruneArgs) -> anyhow::Result<Report> {
     // The files are gone from the directory whatever failed after them, so
     // the journal records them in every case.
     let mut entry = Entry {
-        schema_version: journal::JOURNAL_SCHEMA_VERSION,
-        event: PRUNE_EVENT.to_string(),
-        reset_at: now.to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
-        user: system::user_name(),
-        uid: atomic::effective_uid(),
-        host: system::host_name(),
-        pid: std::process::id(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
         pruned: deleted.iter().map(|item| item.file.clone()).collect(),
         duration_ms: started.elapsed().as_millis() as u64,
-        ..Entry::default()
+        ..Entry::new(PRUNE_EVENT, now)
     };
     writer.append(&mut entry)?;
     if let Some(error) = delete_error.or(sync_error) {
