@@ -286,6 +286,9 @@ pub fn parse_entry(raw: &[u8]) -> Result<Entry, String> {
 }
 
 /// Reads the whole journal; `None` when it does not exist.
+///
+/// NOTE: the whole journal is held in memory, so a journal made huge on
+/// purpose (it belongs to the service user) costs that much memory.
 fn read_bytes(dir: &DataDir) -> anyhow::Result<Option<Vec<u8>>> {
     let path = dir.join(JOURNAL_FILE);
     let (mut file, _) = match atomic::open_regular(&path) {
