@@ -669,13 +669,14 @@ fn keep_late_writes(
     old_file: &File,
     before: &Metadata,
 ) -> anyhow::Result<Option<ArchiveRecord>> {
-    let late_name = source.late_archive_name(run_id);
-    let late_path = dir.join(&late_name);
     let io_error = |error: std::io::Error, what: &str| {
         io_failure(
             ErrorKind::Io,
             error,
-            format!("cannot {what} {}", late_path.display()),
+            format!(
+                "cannot {what} what was written into {} during the reset",
+                source.file_name()
+            ),
         )
     };
     match displaced {
@@ -690,7 +691,7 @@ fn keep_late_writes(
                 std::fs::remove_file(&path).map_err(|error| io_error(error, "clean up before"))?;
                 return Ok(None);
             }
-            return keep_as_late(dir, source, run_id, &path).map(Some);
+            keep_as_late(dir, source, run_id, &path).map(Some)
         }
         None => {
             let now = old_file
@@ -699,23 +700,43 @@ fn keep_late_writes(
             if same_content(before, &now) {
                 return Ok(None);
             }
-            let temp =
-                TempFile::create(dir, &late_name).map_err(|error| create_error(dir, error))?;
-            let mut reader = old_file
-                .try_clone()
-                .map_err(|error| io_error(error, "read"))?;
-            std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0))
-                .map_err(|error| io_error(error, "read"))?;
-            std::io::copy(&mut reader, &mut temp.file())
-                .map_err(|error| io_error(error, "write"))?;
-            let (uid, gid) = preconditions::owner_for_new_file(before);
-            temp.set_owner_and_mode(uid, gid, before.mode() & 0o666)
-                .and_then(|()| temp.sync())
-                .and_then(|()| temp.persist(dir, &late_name, false))
-                .map_err(|error| io_error(error, "create"))?;
+            copy_as_late(dir, source, run_id, old_file, before).map(Some)
         }
     }
-    late_record(dir, source, &late_name).map(Some)
+}
+
+/// Copies what a writer that ignores the lock wrote into the replaced file,
+/// read through the descriptor still open on it, into the `.late` archive
+/// of `run_id`, and returns its journal record. The copy gets the owner of
+/// the replaced file and its mode without execute bits.
+pub fn copy_as_late(
+    dir: &DataDir,
+    source: Source,
+    run_id: &str,
+    old_file: &File,
+    before: &Metadata,
+) -> anyhow::Result<ArchiveRecord> {
+    let late_name = source.late_archive_name(run_id);
+    let io_error = |error: std::io::Error, what: &str| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot {what} {}", dir.join(&late_name).display()),
+        )
+    };
+    let temp = TempFile::create(dir, &late_name).map_err(|error| create_error(dir, error))?;
+    let mut reader = old_file
+        .try_clone()
+        .map_err(|error| io_error(error, "read"))?;
+    std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0))
+        .map_err(|error| io_error(error, "read"))?;
+    std::io::copy(&mut reader, &mut temp.file()).map_err(|error| io_error(error, "write"))?;
+    let (uid, gid) = preconditions::owner_for_new_file(before);
+    temp.set_owner_and_mode(uid, gid, before.mode() & 0o666)
+        .and_then(|()| temp.sync())
+        .and_then(|()| temp.persist(dir, &late_name, false))
+        .map_err(|error| io_error(error, "create"))?;
+    late_record(dir, source, &late_name)
 }
 
 /// Renames a file that holds what a writer that ignores the lock wrote
@@ -768,7 +789,7 @@ fn late_record(dir: &DataDir, source: Source, late_name: &str) -> anyhow::Result
         .ok_or_else(|| failure(ErrorKind::Io, format!("{} vanished", late_path.display())))?;
     let (bytes, sha256) = archive::hash_file(&mut file).map_err(io_error)?;
     log::error!(
-        "{} was written during the reset by a process that does not take order-reset.lock; what it wrote is kept in {}: make the backend take the lock",
+        "{} was written while order-reset replaced it, by a process that does not take order-reset.lock; what it wrote is kept in {}: make the backend take the lock",
         source.file_name(),
         late_path.display()
     );
@@ -785,7 +806,7 @@ fn late_record(dir: &DataDir, source: Source, late_name: &str) -> anyhow::Result
 
 /// Compares size and modification time, which any write changes. The change
 /// time is left out because a rename changes it too.
-fn same_content(before: &Metadata, after: &Metadata) -> bool {
+pub fn same_content(before: &Metadata, after: &Metadata) -> bool {
     after.len() == before.len()
         && after.mtime() == before.mtime()
         && after.mtime_nsec() == before.mtime_nsec()

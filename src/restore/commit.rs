@@ -28,20 +28,18 @@
 //! so it writes no record at all and has that window until its journal line.
 
 use std::fs::{File, Metadata};
-use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::time::Instant;
 
-use crate::archive;
-use crate::atomic::{self, TempFile};
+use crate::atomic;
 use crate::datadir::{DataDir, Source};
-use crate::error::{ErrorKind, failure, io_failure};
+use crate::error::{ErrorKind, io_failure};
 use crate::failpoint;
 use crate::journal::{self, ArchiveRecord, Entry};
 use crate::pending::{self, Pending, PendingFile};
 use crate::preconditions;
-use crate::reset::keep_as_late;
-use crate::restore::target::{Target, create_error, noun};
+use crate::reset::{copy_as_late, keep_as_late, same_content};
+use crate::restore::target::{Target, noun};
 
 /// Renames the archive copies into place, replaces the active files and
 /// appends the journal line. `entry.archives` names each target's archive.
@@ -293,52 +291,7 @@ fn keep_late_writes(
             if same_content(before, &now) {
                 return Ok(None);
             }
-            let late_name = source.late_archive_name(&run_id()?);
-            let temp =
-                TempFile::create(dir, &late_name).map_err(|error| create_error(dir, error))?;
-            let mut reader = old_file
-                .try_clone()
-                .map_err(|error| io_error(error, "read"))?;
-            reader
-                .seek(SeekFrom::Start(0))
-                .map_err(|error| io_error(error, "read"))?;
-            std::io::copy(&mut reader, &mut temp.file())
-                .map_err(|error| io_error(error, "copy"))?;
-            let (uid, gid) = preconditions::owner_for_new_file(before);
-            temp.set_owner_and_mode(uid, gid, before.mode() & 0o666)
-                .and_then(|()| temp.sync())
-                .and_then(|()| temp.persist(dir, &late_name, false))
-                .map_err(|error| io_error(error, "keep"))?;
-            let late_path = dir.join(&late_name);
-            let (mut file, _) = atomic::open_regular(&late_path)
-                .map_err(|error| io_error(error, "read"))?
-                .ok_or_else(|| {
-                    failure(ErrorKind::Io, format!("{} vanished", late_path.display()))
-                })?;
-            let (bytes, sha256) =
-                archive::hash_file(&mut file).map_err(|error| io_error(error, "read"))?;
-            log::error!(
-                "{} was written during the restore by a process that does not take order-reset.lock; what it wrote is kept in {}: make the backend take the lock",
-                source.file_name(),
-                late_path.display()
-            );
-            Ok(Some(ArchiveRecord {
-                file: late_name,
-                source,
-                valid: false,
-                late: true,
-                bytes,
-                sha256,
-                entries: None,
-            }))
+            copy_as_late(dir, source, &run_id()?, old_file, before).map(Some)
         }
     }
-}
-
-/// Compares size and modification time, which any write changes. The change
-/// time is left out because a rename changes it too.
-fn same_content(before: &Metadata, after: &Metadata) -> bool {
-    after.len() == before.len()
-        && after.mtime() == before.mtime()
-        && after.mtime_nsec() == before.mtime_nsec()
 }
