@@ -254,3 +254,42 @@ pub fn sha256_file(path: &Path) -> String {
     assert!(output.status.success());
     String::from_utf8(output.stdout).unwrap()[..64].to_string()
 }
+
+/// A `flock(1)` process that holds the exclusive lock of a data directory
+/// until it is dropped.
+pub struct LockHolder {
+    child: std::process::Child,
+}
+
+impl LockHolder {
+    /// Starts the holder and returns once it has the lock.
+    pub fn start(dir: &DataDir) -> LockHolder {
+        use std::io::{BufRead, BufReader};
+        // --no-fork keeps the lock in this one process, so killing it frees the lock.
+        let mut child = Command::new("flock")
+            .args(["--exclusive", "--no-fork"])
+            .arg(dir.file(LOCK))
+            .args(["-c", "echo locked; exec sleep 60"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run flock(1) from util-linux");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "locked\n");
+        LockHolder { child }
+    }
+
+    /// Returns the holder's pid, which the kernel lists for the lock.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

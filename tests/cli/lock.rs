@@ -8,45 +8,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::common::LockHolder;
 use crate::common::{DataDir, LOCK, SESSIONS, code, stderr};
-
-/// A `flock(1)` process holding the exclusive lock until dropped.
-struct Holder {
-    child: Child,
-}
-
-impl Holder {
-    fn start(dir: &DataDir) -> Holder {
-        // --no-fork keeps the lock in this one process, so killing it frees the lock.
-        let mut child = Command::new("flock")
-            .args(["--exclusive", "--no-fork"])
-            .arg(dir.file(LOCK))
-            .args(["-c", "echo locked; exec sleep 60"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run flock(1) from util-linux");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line, "locked\n");
-        Holder { child }
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn held_lock_exits_75_within_wait() {
     let dir = DataDir::new();
     let sessions = br#"{"a": {"status": "draft"}}"#;
     dir.write(SESSIONS, sessions);
-    let holder = Holder::start(&dir);
+    let holder = LockHolder::start(&dir);
 
     let started = Instant::now();
     let output = dir.run(&["reset", "--wait", "500ms"]);
@@ -56,7 +26,7 @@ fn held_lock_exits_75_within_wait() {
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     let message = stderr(&output);
     assert!(
-        message.contains(&format!("pid {}", holder.child.id())),
+        message.contains(&format!("pid {}", holder.pid())),
         "{message}"
     );
     assert!(message.contains("--wait"), "{message}");
@@ -74,7 +44,7 @@ fn held_lock_failure_document() {
     let dir = DataDir::new();
     dir.write(LOCK, "");
     fs::set_permissions(dir.file(LOCK), fs::Permissions::from_mode(0o600)).unwrap();
-    let _holder = Holder::start(&dir);
+    let _holder = LockHolder::start(&dir);
     let (exit, report) = dir.run_json(&["reset", "--wait", "0"]);
     assert_eq!(exit, 75);
     assert_eq!(report["error_kind"], json!("lock_busy"));

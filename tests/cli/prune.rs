@@ -2,12 +2,11 @@
 //! the journal records, and that `history verify` passes afterwards.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::common::LockHolder;
 use crate::common::{
     DataDir, JOURNAL, LOCK, SESSIONS, TAKEOVERS, code, real_fixtures, sample_data, stderr, stdout,
 };
@@ -329,43 +328,12 @@ fn prune_requires_a_rule() {
     );
 }
 
-/// A `flock(1)` process holding the exclusive lock until dropped.
-struct Holder {
-    child: Child,
-}
-
-impl Holder {
-    fn start(dir: &DataDir) -> Holder {
-        // --no-fork keeps the lock in this one process, so killing it frees the lock.
-        let mut child = Command::new("flock")
-            .args(["--exclusive", "--no-fork"])
-            .arg(dir.file(LOCK))
-            .args(["-c", "echo locked; exec sleep 60"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run flock(1) from util-linux");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line, "locked\n");
-        Holder { child }
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn prune_waits_for_held_lock() {
     let dir = four_resets();
     let names_before = dir.names();
     let journal_before = dir.read(JOURNAL);
-    let holder = Holder::start(&dir);
+    let holder = LockHolder::start(&dir);
 
     for args in [
         &["--keep", "1", "--wait", "500ms"][..],
@@ -378,7 +346,7 @@ fn prune_waits_for_held_lock() {
         assert_eq!(report["error_kind"], json!("lock_busy"));
         let message = report["error"].as_str().unwrap();
         assert!(
-            message.contains(&format!("pid {}", holder.child.id())),
+            message.contains(&format!("pid {}", holder.pid())),
             "{message}"
         );
         assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
+use crate::common::LockHolder;
 use crate::common::{
     DataDir, JOURNAL, LOCK, SESSIONS, TAKEOVERS, code, is_root, real_fixtures, sample_data, stderr,
     stdout,
@@ -734,38 +735,6 @@ fn invalid_active_file_exits_65() {
     }
 }
 
-/// A `flock(1)` process holding the exclusive lock until dropped.
-struct LockHolder {
-    child: Child,
-}
-
-impl LockHolder {
-    fn start(dir: &DataDir) -> LockHolder {
-        use std::io::{BufRead, BufReader};
-        // --no-fork keeps the lock in this one process, so killing it frees the lock.
-        let mut child = Command::new("flock")
-            .args(["--exclusive", "--no-fork"])
-            .arg(dir.file(LOCK))
-            .args(["-c", "echo locked; exec sleep 60"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run flock(1) from util-linux");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line, "locked\n");
-        LockHolder { child }
-    }
-}
-
-impl Drop for LockHolder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn held_lock_exits_75() {
     let dir = DataDir::new();
@@ -781,7 +750,7 @@ fn held_lock_exits_75() {
         let output = run_at(&dir, RESTORE_AT, args);
         assert_eq!(code(&output), 75, "{args:?} stderr: {}", stderr(&output));
         assert!(
-            stderr(&output).contains(&format!("pid {}", holder.child.id())),
+            stderr(&output).contains(&format!("pid {}", holder.pid())),
             "{}",
             stderr(&output)
         );

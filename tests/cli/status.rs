@@ -82,25 +82,13 @@ fn status_is_read_only() {
 fn status_names_the_lock_holder() {
     let dir = DataDir::new();
     dir.write(LOCK, "");
-    let mut holder = std::process::Command::new("flock")
-        .args(["--exclusive", "--no-fork"])
-        .arg(dir.file(LOCK))
-        .args(["-c", "echo locked; exec sleep 60"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let holder = crate::common::LockHolder::start(&dir);
     let (exit, report) = dir.run_json(&["status"]);
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    let pid = holder.pid();
+    drop(holder);
     assert_eq!(exit, 0);
     assert_eq!(report["lock"]["state"], json!("held"));
-    assert_eq!(report["lock"]["pid"], json!(holder.id()));
+    assert_eq!(report["lock"]["pid"], json!(pid));
 }
 
 fn status_at(dir: &DataDir, now: &str, args: &[&str]) -> (i32, String) {
