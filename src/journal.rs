@@ -113,7 +113,7 @@ fn is_false(value: &bool) -> bool {
 pub struct ArchiveRecord {
     /// File name in the data directory.
     pub file: String,
-    /// Which active file it holds.
+    /// The active file it is a copy of.
     pub source: Source,
     /// False when `--force` archived bytes that are not valid JSON, and for
     /// a `.late` archive, whose content was not checked.

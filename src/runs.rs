@@ -47,7 +47,7 @@ pub fn parse_id(id: &str) -> anyhow::Result<String> {
 }
 
 /// Finds the reset `id` names, from the journal and the archive files.
-/// Fails with [`ErrorKind::NotFound`] when neither knows it.
+/// Fails with [`ErrorKind::NotFound`] when neither has it.
 pub fn find(dir: &DataDir, id: &str) -> anyhow::Result<Run> {
     let run_id = parse_id(id)?;
     let entry = journal::read_all(dir)?

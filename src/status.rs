@@ -35,8 +35,8 @@ pub struct Report {
     pub lock: LockState,
     /// Run id of an interrupted reset that the next reset completes.
     pub pending_reset: Option<String>,
-    /// Why `order-reset.pending` could not be read; a reset stops until it is
-    /// repaired or removed.
+    /// The reason `order-reset.pending` could not be used. Resets stop until it
+    /// is repaired or removed.
     pub pending_error: Option<String>,
     /// Journal lines that could not be parsed, as `line N: error`.
     pub journal_errors: Vec<String>,
@@ -69,7 +69,7 @@ pub struct FileStatus {
     /// Number of entries; `null` when the file is missing or invalid.
     pub entries: Option<u64>,
     pub by_status: BTreeMap<String, u64>,
-    /// Why the file could not be read or parsed.
+    /// The reason the file could not be read or parsed.
     pub error: Option<String>,
 }
 
@@ -91,7 +91,7 @@ pub struct LastReset {
 pub struct ArchiveTotals {
     pub count: usize,
     pub total_bytes: u64,
-    /// Why the directory could not be listed; the counts are then 0.
+    /// The reason the directory could not be listed. The counts are then 0.
     pub error: Option<String>,
 }
 
