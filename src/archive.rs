@@ -1,19 +1,36 @@
 //! Copying an active file into its archive in one streaming pass that also
 //! validates the JSON, counts entries by status and computes the SHA-256.
 //!
-//! Memory use does not grow with the file: bytes go through one fixed buffer,
-//! and the scanner keeps only a small fingerprint per entry.
+//! The pass runs on three threads so that it finishes in about the time of
+//! its slowest part rather than the sum of all three: the calling thread reads
+//! the file and writes the copy, one thread feeds the scanner and one the
+//! SHA-256. They pass the same chunks around, so the scanner and the hash see
+//! exactly the bytes written to the copy. Memory use does not grow with the
+//! file: at most [`BUFFERS`] chunks of [`CHUNK`] bytes exist at once, and the
+//! scanner keeps only a small fingerprint per entry.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
 
 use sha2::{Digest, Sha256};
 
 use crate::journal::hex;
 use crate::scan::{ScanError, Scanner, Summary};
 
-/// Size of the copy buffer.
+/// Size of one chunk.
 const CHUNK: usize = 1024 * 1024;
+
+/// Number of chunks that can be in flight between the reader and the two
+/// consumers, which bounds the pass's buffer memory at 8 MiB.
+const BUFFERS: usize = 8;
+
+/// Bytes written to the copy between two requests to start writing it back to
+/// disk, so that the final fsync has little left to wait for.
+const WRITEBACK_STEP: u64 = 8 * CHUNK as u64;
 
 /// The outcome of one pass over a file.
 #[derive(Debug)]
@@ -30,98 +47,186 @@ pub fn copy_and_scan(input: &mut File, output: Option<&File>) -> io::Result<Copi
     copy_and_scan_with(input, output, false)
 }
 
-/// Like [`copy_and_scan`], but stops reading at the first byte that makes the
-/// file invalid, for callers that will not keep an invalid copy. A file of a
-/// gigabyte of zero bytes then costs one read, not a gigabyte of copying.
-/// `bytes` and `sha256` then cover only what was read.
+/// Like [`copy_and_scan`], but stops reading soon after the first byte that
+/// makes the file invalid, for callers that will not keep an invalid copy. A
+/// file of a gigabyte of zero bytes then costs a few chunks, not a gigabyte
+/// of copying. `bytes` and `sha256` then cover only what was read, which runs
+/// up to [`BUFFERS`] chunks past the invalid byte.
 pub fn copy_and_scan_until_invalid(input: &mut File, output: Option<&File>) -> io::Result<Copied> {
     copy_and_scan_with(input, output, true)
 }
 
-fn copy_and_scan_with(
-    input: &mut File,
-    mut output: Option<&File>,
-    stop_when_invalid: bool,
-) -> io::Result<Copied> {
-    let mut hasher = Sha256::new();
-    let mut scanner = Scanner::new();
-    let mut scan_error = None;
-    let mut scanned_bytes = 0u64;
-    let bytes = for_each_chunk(input, |chunk| {
-        if let Some(file) = output.as_mut() {
-            file.write_all(chunk)?;
-        }
-        scanned_bytes += chunk.len() as u64;
-        hasher.update(chunk);
-        if scan_error.is_none()
-            && let Err(error) = scanner.feed(chunk)
-        {
-            scan_error = Some(error);
-        }
-        if stop_when_invalid && scan_error.is_some() {
-            return Err(io::Error::other(StopReading));
-        }
-        Ok(())
-    });
-    let bytes = match bytes {
-        Err(error)
-            if error
-                .get_ref()
-                .is_some_and(|inner| inner.is::<StopReading>()) =>
-        {
-            scanned_bytes
-        }
-        other => other?,
-    };
-    let scan = match scan_error {
-        Some(error) => Err(error),
-        None => scanner.finish(),
-    };
-    Ok(Copied {
-        bytes,
-        sha256: hex(&hasher.finalize()),
-        scan,
-    })
+/// One chunk of the file, shared by the scanner and the hasher.
+struct Chunk {
+    buffer: Vec<u8>,
+    len: usize,
 }
 
-/// Marker error that ends [`for_each_chunk`] early without a failure.
-#[derive(Debug)]
-struct StopReading;
-
-impl std::fmt::Display for StopReading {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("stopped at invalid content")
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        &self.buffer[..self.len]
     }
 }
 
-impl std::error::Error for StopReading {}
+fn copy_and_scan_with(
+    input: &mut File,
+    output: Option<&File>,
+    stop_when_invalid: bool,
+) -> io::Result<Copied> {
+    let invalid = AtomicBool::new(false);
+    let (free_sender, free_receiver) = mpsc::channel::<Vec<u8>>();
+    let (scan_sender, scan_receiver) = mpsc::sync_channel::<Arc<Chunk>>(BUFFERS);
+    let (hash_sender, hash_receiver) = mpsc::sync_channel::<Arc<Chunk>>(BUFFERS);
+
+    thread::scope(|scope| {
+        let scan_free = free_sender.clone();
+        let invalid = &invalid;
+        let scanner = scope.spawn(move || {
+            let mut scanner = Scanner::new();
+            let mut error = None;
+            for chunk in scan_receiver {
+                if error.is_none()
+                    && let Err(scan_error) = scanner.feed(chunk.bytes())
+                {
+                    error = Some(scan_error);
+                    invalid.store(true, Ordering::Relaxed);
+                }
+                recycle(chunk, &scan_free);
+            }
+            match error {
+                Some(error) => Err(error),
+                None => scanner.finish(),
+            }
+        });
+        let hash_free = free_sender;
+        let hasher = scope.spawn(move || {
+            let mut hasher = Sha256::new();
+            for chunk in hash_receiver {
+                hasher.update(chunk.bytes());
+                recycle(chunk, &hash_free);
+            }
+            hasher.finalize()
+        });
+
+        let stop = || stop_when_invalid && invalid.load(Ordering::Relaxed);
+        let read = read_chunks(input, output, &free_receiver, stop, |chunk| {
+            // A send fails only when a consumer thread has panicked, and
+            // joining it below reports that.
+            let _ = scan_sender.send(Arc::clone(&chunk));
+            let _ = hash_sender.send(chunk);
+        });
+        drop(scan_sender);
+        drop(hash_sender);
+        let scan = join(scanner);
+        let digest = join(hasher);
+        Ok(Copied {
+            bytes: read?,
+            sha256: hex(&digest),
+            scan,
+        })
+    })
+}
+
+/// Reads `input` in chunks until its end or until `stop` returns true,
+/// writes each chunk to `output` when given, and hands it to `consume`.
+/// Returns the number of bytes read.
+fn read_chunks(
+    input: &mut File,
+    mut output: Option<&File>,
+    free: &mpsc::Receiver<Vec<u8>>,
+    stop: impl Fn() -> bool,
+    mut consume: impl FnMut(Arc<Chunk>),
+) -> io::Result<u64> {
+    let mut allocated = 0;
+    let mut bytes = 0u64;
+    let mut written_back = 0u64;
+    while !stop() {
+        let mut buffer = match free.try_recv() {
+            Ok(buffer) => buffer,
+            Err(_) if allocated < BUFFERS => {
+                allocated += 1;
+                vec![0u8; CHUNK]
+            }
+            Err(_) => match free.recv() {
+                Ok(buffer) => buffer,
+                // Both consumers are gone, which only a panic causes.
+                Err(_) => break,
+            },
+        };
+        let len = fill(input, &mut buffer)?;
+        if len == 0 {
+            break;
+        }
+        if let Some(file) = output.as_mut() {
+            file.write_all(&buffer[..len])?;
+            if bytes + len as u64 - written_back >= WRITEBACK_STEP {
+                start_writeback(file, written_back, bytes + len as u64 - written_back);
+                written_back = bytes + len as u64;
+            }
+        }
+        bytes += len as u64;
+        consume(Arc::new(Chunk { buffer, len }));
+    }
+    Ok(bytes)
+}
+
+/// Reads until `buffer` is full or the input ends, and returns the count.
+fn fill(input: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match input.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(count) => filled += count,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
+}
+
+/// Returns a chunk's buffer to the reader once the last of its two users is
+/// done with it. `Arc::into_inner` gives the buffer to exactly one of them.
+fn recycle(chunk: Arc<Chunk>, free: &mpsc::Sender<Vec<u8>>) {
+    if let Some(chunk) = Arc::into_inner(chunk) {
+        // The reader may have finished already, and then the buffer is dropped.
+        let _ = free.send(chunk.buffer);
+    }
+}
+
+/// Asks the kernel to start writing a range of `file` to disk without waiting
+/// for it. This is only a hint for speed: durability comes from the fsync
+/// that the caller does later, so a failure, such as on a filesystem that
+/// does not support it, is ignored.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: sync_file_range only reads its integer arguments, and the
+    // descriptor stays open for the duration of the call.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// Joins a consumer thread, passing its panic on to the caller.
+fn join<T>(handle: thread::ScopedJoinHandle<'_, T>) -> T {
+    match handle.join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
 
 /// Returns the size and SHA-256 of a file's content.
 pub fn hash_file(input: &mut File) -> io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
-    let bytes = for_each_chunk(input, |chunk| {
-        hasher.update(chunk);
-        Ok(())
-    })?;
-    Ok((bytes, hex(&hasher.finalize())))
-}
-
-/// Calls `consume` on each chunk read from `input` until its end and returns
-/// the byte count.
-fn for_each_chunk(
-    input: &mut File,
-    mut consume: impl FnMut(&[u8]) -> io::Result<()>,
-) -> io::Result<u64> {
     let mut buffer = vec![0u8; CHUNK];
     let mut bytes = 0u64;
     loop {
-        let count = match input.read(&mut buffer) {
-            Ok(0) => return Ok(bytes),
-            Ok(count) => count,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        };
-        consume(&buffer[..count])?;
+        let count = fill(input, &mut buffer)?;
+        if count == 0 {
+            return Ok((bytes, hex(&hasher.finalize())));
+        }
+        hasher.update(&buffer[..count]);
         bytes += count as u64;
     }
 }
