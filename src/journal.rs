@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -168,8 +168,8 @@ impl Writer {
     /// line, syncs the journal, then updates the head file (see [`HEAD_FILE`]).
     pub fn append(&mut self, entry: &mut Entry) -> anyhow::Result<()> {
         let write = |file: &mut File, entry: &mut Entry| -> io::Result<()> {
-            let (previous, ends_with_newline) = read_last_line(file)?;
-            entry.prev = previous.map(|line| sha256_hex(&line)).unwrap_or_default();
+            let (previous, ends_with_newline) = last_line_sha256(file)?;
+            entry.prev = previous.unwrap_or_default();
             let mut text = String::new();
             if !ends_with_newline {
                 // A run killed in the middle of an append left a partial line;
@@ -201,32 +201,53 @@ impl Writer {
     }
 }
 
-/// Largest journal line read back when finding the previous line; a journal
-/// line is about one kilobyte.
-const MAX_LINE: u64 = 1024 * 1024;
+/// Maximum length of a journal line that the readers keep in memory; a line
+/// that order-reset writes is about one kilobyte.
+pub const MAX_LINE: u64 = 1024 * 1024;
 
-/// Returns the last complete or partial line (without newline) and whether the
-/// file ends with a newline. An empty file has no last line.
-fn read_last_line(file: &mut File) -> io::Result<(Option<Vec<u8>>, bool)> {
+/// Returns the SHA-256 of the last complete or partial line (without its
+/// newline) and whether the file ends with a newline. An empty file has no
+/// last line.
+///
+/// The line is found by reading backwards from the end in blocks and hashed
+/// as it is read forwards, so a line of any length costs one block of memory.
+fn last_line_sha256(file: &mut File) -> io::Result<(Option<String>, bool)> {
+    const BLOCK: u64 = 64 * 1024;
     let length = file.metadata()?.len();
     if length == 0 {
         return Ok((None, true));
     }
-    let start = length.saturating_sub(MAX_LINE);
-    file.seek(SeekFrom::Start(start))?;
-    let mut tail = Vec::with_capacity((length - start) as usize);
-    file.take(length - start).read_to_end(&mut tail)?;
-    let ends_with_newline = tail.last() == Some(&b'\n');
-    let body = if ends_with_newline {
-        &tail[..tail.len() - 1]
-    } else {
-        &tail[..]
-    };
-    let line_start = body
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |index| index + 1);
-    Ok((Some(body[line_start..].to_vec()), ends_with_newline))
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(length - 1))?;
+    file.read_exact(&mut last)?;
+    let ends_with_newline = last[0] == b'\n';
+    let body_end = length - u64::from(ends_with_newline);
+
+    let mut block = vec![0u8; BLOCK as usize];
+    let mut line_start = 0;
+    let mut end = body_end;
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let part = &mut block[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(part)?;
+        if let Some(index) = part.iter().rposition(|&b| b == b'\n') {
+            line_start = start + index as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+
+    let mut hasher = Sha256::new();
+    file.seek(SeekFrom::Start(line_start))?;
+    let mut remaining = body_end - line_start;
+    while remaining > 0 {
+        let part = &mut block[..remaining.min(BLOCK) as usize];
+        file.read_exact(part)?;
+        hasher.update(&*part);
+        remaining -= part.len() as u64;
+    }
+    Ok((Some(hex(&hasher.finalize())), ends_with_newline))
 }
 
 /// Returns the SHA-256 of `bytes` as lowercase hex.
@@ -247,17 +268,16 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Reads every line of the journal; a missing journal has no lines.
 /// Lines that are not valid entries are returned with their parse error.
 pub fn read_all(dir: &DataDir) -> anyhow::Result<Vec<Line>> {
-    let Some(bytes) = read_bytes(dir)? else {
-        return Ok(Vec::new());
-    };
     let mut lines = Vec::new();
-    for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        if raw.is_empty() {
-            continue;
-        }
+    for (index, raw) in read_raw_lines(dir)?.into_iter().enumerate() {
+        let entry = match &raw.bytes {
+            Some(bytes) if bytes.is_empty() => continue,
+            Some(bytes) => parse_entry(bytes),
+            None => Err(format!("line is longer than {MAX_LINE} bytes")),
+        };
         lines.push(Line {
             number: index + 1,
-            entry: parse_entry(raw),
+            entry,
         });
     }
     Ok(lines)
@@ -285,15 +305,47 @@ pub fn parse_entry(raw: &[u8]) -> Result<Entry, String> {
     }
 }
 
-/// Reads the whole journal; `None` when it does not exist.
+/// One journal line as stored, without its newline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawLine {
+    /// The line's bytes, or `None` for a line longer than [`MAX_LINE`], which
+    /// is not kept in memory.
+    pub bytes: Option<Vec<u8>>,
+    /// SHA-256 of a line longer than [`MAX_LINE`], computed while it was read.
+    long_sha256: Option<String>,
+}
+
+impl RawLine {
+    /// Returns the SHA-256 of the line, lowercase hex, as `prev` records it.
+    pub fn sha256(&self) -> String {
+        match (&self.bytes, &self.long_sha256) {
+            (Some(bytes), _) => sha256_hex(bytes),
+            (None, Some(hash)) => hash.clone(),
+            (None, None) => unreachable!("a long line keeps its hash"),
+        }
+    }
+}
+
+/// Reads the journal's lines as stored, so that each line's hash can be
+/// compared with the next line's `prev`. Empty lines are kept, and so is a
+/// last line without a newline, which a run killed while appending leaves.
+/// A missing journal has no lines.
 ///
-/// NOTE: the whole journal is held in memory, so a journal made huge on
-/// purpose (it belongs to the service user) costs that much memory.
-fn read_bytes(dir: &DataDir) -> anyhow::Result<Option<Vec<u8>>> {
+/// Memory use is bounded per line. A line longer than [`MAX_LINE`] is hashed
+/// while it is read and only its hash is kept, so a journal that is one huge
+/// line, such as a file of zero bytes, costs one buffer and not its size.
+pub fn read_raw_lines(dir: &DataDir) -> anyhow::Result<Vec<RawLine>> {
     let path = dir.join(JOURNAL_FILE);
-    let (mut file, _) = match atomic::open_regular(&path) {
-        Ok(Some(opened)) => opened,
-        Ok(None) => return Ok(None),
+    let read_error = |error: io::Error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot read journal {}", path.display()),
+        )
+    };
+    let file = match atomic::open_regular(&path) {
+        Ok(Some((file, _))) => file,
+        Ok(None) => return Ok(Vec::new()),
         Err(error) => {
             return Err(io_failure(
                 ErrorKind::Io,
@@ -302,37 +354,68 @@ fn read_bytes(dir: &DataDir) -> anyhow::Result<Option<Vec<u8>>> {
             ));
         }
     };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(|error| {
-        io_failure(
-            ErrorKind::Io,
-            error,
-            format!("cannot read journal {}", path.display()),
-        )
-    })?;
-    Ok(Some(bytes))
+    raw_lines(file).map_err(read_error)
 }
 
-/// Reads the journal's lines as stored, without their newlines, so that each
-/// line's hash can be compared with the next line's `prev`. Empty lines are
-/// kept, and so is a last line without a newline, which a run killed while
-/// appending leaves. A missing journal has no lines.
-pub fn read_raw_lines(dir: &DataDir) -> anyhow::Result<Vec<Vec<u8>>> {
-    let bytes = read_bytes(dir)?.unwrap_or_default();
-    Ok(split_lines(&bytes)
-        .into_iter()
-        .map(|line| line.to_vec())
-        .collect())
-}
-
-/// Splits journal bytes into lines the way [`Writer::append`] counts them for
-/// `prev`: the newline that ends the file does not start another line.
-fn split_lines(bytes: &[u8]) -> Vec<&[u8]> {
-    if bytes.is_empty() {
-        return Vec::new();
+/// Splits the content of `file` from its current position into lines the way
+/// [`Writer::append`] counts them for `prev`: the newline that ends the file
+/// does not start another line.
+fn raw_lines(file: File) -> io::Result<Vec<RawLine>> {
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut lines = Vec::new();
+    while let Some(line) = next_raw_line(&mut reader)? {
+        lines.push(line);
     }
-    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    body.split(|&b| b == b'\n').collect()
+    Ok(lines)
+}
+
+/// Reads one line, or returns `None` at the end of the input.
+fn next_raw_line(reader: &mut impl BufRead) -> io::Result<Option<RawLine>> {
+    let mut kept = Vec::new();
+    let mut long_hasher: Option<Sha256> = None;
+    let mut started = false;
+    loop {
+        let buffer = match reader.fill_buf() {
+            Ok(buffer) => buffer,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if buffer.is_empty() {
+            if !started {
+                return Ok(None);
+            }
+            break;
+        }
+        started = true;
+        let newline = buffer.iter().position(|&b| b == b'\n');
+        let part = &buffer[..newline.unwrap_or(buffer.len())];
+        if let Some(hasher) = long_hasher.as_mut() {
+            hasher.update(part);
+        } else if (kept.len() + part.len()) as u64 > MAX_LINE {
+            let mut hasher = Sha256::new();
+            hasher.update(&kept);
+            hasher.update(part);
+            kept = Vec::new();
+            long_hasher = Some(hasher);
+        } else {
+            kept.extend_from_slice(part);
+        }
+        let used = part.len() + usize::from(newline.is_some());
+        reader.consume(used);
+        if newline.is_some() {
+            break;
+        }
+    }
+    Ok(Some(match long_hasher {
+        Some(hasher) => RawLine {
+            bytes: None,
+            long_sha256: Some(hex(&hasher.finalize())),
+        },
+        None => RawLine {
+            bytes: Some(kept),
+            long_sha256: None,
+        },
+    }))
 }
 
 /// Record of the journal's line count and last line, replaced atomically
@@ -356,11 +439,11 @@ impl Head {
     /// Returns whether `lines` start with the lines this head records: there
     /// are at least `self.lines` of them, and line `self.lines` has the
     /// recorded hash.
-    pub fn is_prefix_of<L: AsRef<[u8]>>(&self, lines: &[L]) -> bool {
+    pub fn is_prefix_of(&self, lines: &[RawLine]) -> bool {
         if self.lines == 0 {
             return self.sha256.is_empty();
         }
-        self.lines <= lines.len() && sha256_hex(lines[self.lines - 1].as_ref()) == self.sha256
+        self.lines <= lines.len() && lines[self.lines - 1].sha256() == self.sha256
     }
 }
 
@@ -391,9 +474,7 @@ pub fn read_head(dir: &DataDir) -> Result<Option<Head>, String> {
 /// hide it.
 fn update_head(dir: &DataDir, journal: &mut File) -> io::Result<()> {
     journal.seek(SeekFrom::Start(0))?;
-    let mut bytes = Vec::new();
-    journal.read_to_end(&mut bytes)?;
-    let lines = split_lines(&bytes);
+    let lines = raw_lines(journal.try_clone()?)?;
     let Some((last, before)) = lines.split_last() else {
         return Ok(());
     };
@@ -423,7 +504,7 @@ fn update_head(dir: &DataDir, journal: &mut File) -> io::Result<()> {
     }
     let head = Head {
         lines: lines.len(),
-        sha256: sha256_hex(last),
+        sha256: last.sha256(),
     };
     write_head(dir, journal, &head)
 }
@@ -479,18 +560,63 @@ mod tests {
         assert_eq!(back, entry);
     }
 
+    /// Splits `bytes` with the journal's line reader, reading through a
+    /// buffer of `capacity` bytes.
+    fn split(bytes: &[u8], capacity: usize) -> Vec<Option<Vec<u8>>> {
+        let mut reader = BufReader::with_capacity(capacity, bytes);
+        let mut lines = Vec::new();
+        while let Some(line) = next_raw_line(&mut reader).unwrap() {
+            lines.push(line.bytes);
+        }
+        lines
+    }
+
     #[test]
-    fn split_lines_matches_append() {
-        assert!(split_lines(b"").is_empty());
-        assert_eq!(split_lines(b"a\nb\n"), vec![&b"a"[..], b"b"]);
-        assert_eq!(split_lines(b"a\nb"), vec![&b"a"[..], b"b"]);
-        assert_eq!(split_lines(b"a\n\nb\n"), vec![&b"a"[..], b"", b"b"]);
-        assert_eq!(split_lines(b"\n"), vec![&b""[..]]);
+    fn line_reader_matches_append() {
+        let some = |text: &[u8]| Some(text.to_vec());
+        for capacity in [1, 2, 64 * 1024] {
+            assert!(split(b"", capacity).is_empty());
+            assert_eq!(split(b"a\nb\n", capacity), vec![some(b"a"), some(b"b")]);
+            assert_eq!(split(b"a\nb", capacity), vec![some(b"a"), some(b"b")]);
+            assert_eq!(
+                split(b"a\n\nb\n", capacity),
+                vec![some(b"a"), some(b""), some(b"b")]
+            );
+            assert_eq!(split(b"\n", capacity), vec![some(b"")]);
+        }
+    }
+
+    #[test]
+    fn line_reader_hashes_long_lines() {
+        let long = vec![b'x'; MAX_LINE as usize + 1];
+        let mut input = b"first\n".to_vec();
+        input.extend_from_slice(&long);
+        input.extend_from_slice(b"\nlast");
+        let mut reader = BufReader::with_capacity(4096, &input[..]);
+        let mut lines = Vec::new();
+        while let Some(line) = next_raw_line(&mut reader).unwrap() {
+            lines.push(line);
+        }
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0].bytes.as_deref(), Some(&b"first"[..]));
+        assert_eq!(lines[1].bytes, None);
+        assert_eq!(lines[1].sha256(), sha256_hex(&long));
+        assert_eq!(lines[2].bytes.as_deref(), Some(&b"last"[..]));
+        let at_limit = vec![b'y'; MAX_LINE as usize];
+        let mut reader = BufReader::with_capacity(4096, &at_limit[..]);
+        let line = next_raw_line(&mut reader).unwrap().unwrap();
+        assert_eq!(line.bytes.map(|bytes| bytes.len()), Some(MAX_LINE as usize));
     }
 
     #[test]
     fn head_prefix_check() {
-        let lines = [&b"one"[..], b"two", b"three"];
+        let lines: Vec<RawLine> = [&b"one"[..], b"two", b"three"]
+            .iter()
+            .map(|text| RawLine {
+                bytes: Some(text.to_vec()),
+                long_sha256: None,
+            })
+            .collect();
         let head = |count: usize, line: &[u8]| Head {
             lines: count,
             sha256: sha256_hex(line),

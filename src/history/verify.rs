@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::archive;
 use crate::atomic;
 use crate::datadir::{ArchiveName, DataDir, JOURNAL_FILE};
-use crate::journal::{self, Entry, HEAD_FILE, Head, PRUNE_EVENT};
+use crate::journal::{self, Entry, HEAD_FILE, Head, PRUNE_EVENT, RawLine};
 use crate::lock;
 use crate::output::{Render, count_noun};
 
@@ -127,11 +127,15 @@ pub fn run(dir: &DataDir) -> anyhow::Result<Report> {
 
 /// Checks each line's `prev` against the line before it and returns the
 /// lines that parse, with their line numbers.
-fn check_chain(raw_lines: &[Vec<u8>], problems: &mut Vec<Problem>) -> Vec<(usize, Entry)> {
+fn check_chain(raw_lines: &[RawLine], problems: &mut Vec<Problem>) -> Vec<(usize, Entry)> {
     let mut entries = Vec::new();
     for (index, raw) in raw_lines.iter().enumerate() {
         let number = index + 1;
-        let entry = match journal::parse_entry(raw) {
+        let parsed = match &raw.bytes {
+            Some(bytes) => journal::parse_entry(bytes),
+            None => Err(format!("longer than {} bytes", journal::MAX_LINE)),
+        };
+        let entry = match parsed {
             Ok(entry) => entry,
             Err(error) => {
                 // A later line's `prev` still checks this line's bytes.
@@ -149,7 +153,7 @@ fn check_chain(raw_lines: &[Vec<u8>], problems: &mut Vec<Problem>) -> Vec<(usize
                     "prev is not empty, so lines before it were deleted".to_string(),
                 ));
             }
-        } else if entry.prev != journal::sha256_hex(&raw_lines[index - 1]) {
+        } else if entry.prev != raw_lines[index - 1].sha256() {
             problems.push(journal_problem(
                 number,
                 format!(
@@ -175,7 +179,7 @@ fn journal_problem(line: usize, problem: String) -> Problem {
 /// protects.
 fn check_head(
     head: Result<Option<Head>, String>,
-    raw_lines: &[Vec<u8>],
+    raw_lines: &[RawLine],
     problems: &mut Vec<Problem>,
     warnings: &mut Vec<String>,
 ) {

@@ -438,3 +438,67 @@ fn acls_are_kept_on_archive_and_active_file() {
         "archive"
     );
 }
+
+/// Runs `args` on `dir` with the address space limited to 200 MB, far less
+/// than the journal line planted by the test.
+fn run_with_memory_limit(dir: &DataDir, args: &[&str]) -> Output {
+    let binary = crate::common::bare_command().get_program().to_owned();
+    let mut command = crate::common::bare_command();
+    command
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin");
+    let mut limited = Command::new("sh");
+    limited
+        .arg("-c")
+        .arg("ulimit -v 200000 && exec \"$0\" \"$@\"")
+        .arg(binary)
+        .args(command.get_args())
+        .envs(
+            command
+                .get_envs()
+                .filter_map(|(key, value)| Some((key, value?))),
+        );
+    run_with_deadline(limited)
+}
+
+#[test]
+fn huge_journal_line_is_read_in_bounded_memory() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, SESSIONS_BYTES);
+    assert_eq!(code(&dir.run(&["-q", "reset"])), 0);
+    // 512 MiB of zero bytes without a newline, as a journal extended by
+    // truncate(1) or a crash on some filesystems leaves it; sparse on disk.
+    let journal = fs::OpenOptions::new()
+        .write(true)
+        .open(dir.file(JOURNAL))
+        .unwrap();
+    let planted_length = journal.metadata().unwrap().len() + 512 * 1024 * 1024;
+    journal.set_len(planted_length).unwrap();
+    drop(journal);
+
+    let history = run_with_memory_limit(&dir, &["--json", "history"]);
+    assert_eq!(code(&history), 0, "{}", stderr(&history));
+    let report: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(report["total"], 1);
+    assert_eq!(
+        report["journal_errors"],
+        serde_json::json!(["line 2: line is longer than 1048576 bytes"])
+    );
+
+    dir.write(SESSIONS, SESSIONS_BYTES);
+    let reset = run_with_memory_limit(&dir, &["-q", "reset"]);
+    assert_eq!(code(&reset), 0, "{}", stderr(&reset));
+
+    // The new line's prev covers the whole planted line, so verify reports
+    // only the planted line itself.
+    let verify = run_with_memory_limit(&dir, &["--json", "history", "verify"]);
+    assert_eq!(code(&verify), 65, "{}", stderr(&verify));
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(report["lines"], 3);
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0]["line"], 2);
+}
