@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::archive;
 use crate::atomic;
 use crate::cli::HistoryArgs;
-use crate::datadir::{ArchiveName, DataDir, Source};
+use crate::datadir::{ArchiveName, DataDir, ListedArchive, Source};
 use crate::journal;
 use crate::output::{Align, Render, format_size, table};
 
@@ -80,13 +80,10 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
     let mut resets = Vec::new();
     let mut journal_errors = Vec::new();
     let mut named: HashSet<String> = HashSet::new();
-    let sizes: HashMap<String, u64> = dir
-        .archives()?
-        .into_iter()
-        .filter_map(|(_, name)| {
-            let metadata = std::fs::symlink_metadata(dir.join(&name)).ok()?;
-            Some((name, metadata.len()))
-        })
+    let listed = dir.archives_with_sizes()?;
+    let sizes: HashMap<String, u64> = listed
+        .iter()
+        .filter_map(|archive| Some((archive.name.clone(), archive.bytes?)))
         .collect();
 
     let lines = journal::read_all(dir)?;
@@ -150,7 +147,7 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
     }
 
     let mut unjournaled: BTreeMap<String, Vec<(ArchiveName, String)>> = BTreeMap::new();
-    for (parsed, name) in dir.archives()? {
+    for ListedArchive { parsed, name, .. } in listed {
         if named.contains(&name) {
             continue;
         }

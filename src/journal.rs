@@ -269,17 +269,16 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Lines that are not valid entries are returned with their parse error.
 pub fn read_all(dir: &DataDir) -> anyhow::Result<Vec<Line>> {
     let mut lines = Vec::new();
-    for (index, raw) in read_raw_lines(dir)?.into_iter().enumerate() {
+    let mut number = 0;
+    for_each_raw_line(dir, |raw| {
+        number += 1;
         let entry = match &raw.bytes {
-            Some(bytes) if bytes.is_empty() => continue,
+            Some(bytes) if bytes.is_empty() => return,
             Some(bytes) => parse_entry(bytes),
             None => Err(format!("line is longer than {MAX_LINE} bytes")),
         };
-        lines.push(Line {
-            number: index + 1,
-            entry,
-        });
-    }
+        lines.push(Line { number, entry });
+    })?;
     Ok(lines)
 }
 
@@ -335,17 +334,18 @@ impl RawLine {
 /// while it is read and only its hash is kept, so a journal that is one huge
 /// line, such as a file of zero bytes, costs one buffer and not its size.
 pub fn read_raw_lines(dir: &DataDir) -> anyhow::Result<Vec<RawLine>> {
+    let mut lines = Vec::new();
+    for_each_raw_line(dir, |line| lines.push(line))?;
+    Ok(lines)
+}
+
+/// Calls `visit` with each line of the journal in order, as
+/// [`read_raw_lines`] splits them, without keeping them.
+fn for_each_raw_line(dir: &DataDir, visit: impl FnMut(RawLine)) -> anyhow::Result<()> {
     let path = dir.join(JOURNAL_FILE);
-    let read_error = |error: io::Error| {
-        io_failure(
-            ErrorKind::Io,
-            error,
-            format!("cannot read journal {}", path.display()),
-        )
-    };
     let file = match atomic::open_regular(&path) {
         Ok(Some((file, _))) => file,
-        Ok(None) => return Ok(Vec::new()),
+        Ok(None) => return Ok(()),
         Err(error) => {
             return Err(io_failure(
                 ErrorKind::Io,
@@ -354,19 +354,46 @@ pub fn read_raw_lines(dir: &DataDir) -> anyhow::Result<Vec<RawLine>> {
             ));
         }
     };
-    raw_lines(file).map_err(read_error)
+    visit_lines(file, visit).map_err(|error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot read journal {}", path.display()),
+        )
+    })
 }
 
-/// Splits the content of `file` from its current position into lines the way
-/// [`Writer::append`] counts them for `prev`: the newline that ends the file
-/// does not start another line.
-fn raw_lines(file: File) -> io::Result<Vec<RawLine>> {
+/// Splits the content of `file` from its current position into lines the
+/// way [`Writer::append`] counts them for `prev`, and calls `visit` with each:
+/// the newline that ends the file does not start another line.
+fn visit_lines(file: File, mut visit: impl FnMut(RawLine)) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(64 * 1024, file);
-    let mut lines = Vec::new();
     while let Some(line) = next_raw_line(&mut reader)? {
-        lines.push(line);
+        visit(line);
     }
-    Ok(lines)
+    Ok(())
+}
+
+/// Returns the index of the first LF in `bytes`, testing eight bytes at a
+/// time.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(word) = bytes[i..].first_chunk::<8>() {
+        // Zero bytes of `x` are the LFs. The lowest flag this sets is always
+        // a zero byte, and only bytes above a zero byte can be flagged wrongly.
+        let x = u64::from_le_bytes(*word) ^ (ONES * u64::from(b'\n'));
+        let flags = x.wrapping_sub(ONES) & !x & HIGH_BITS;
+        if flags != 0 {
+            return Some(i + flags.trailing_zeros() as usize / 8);
+        }
+        i += 8;
+    }
+    bytes[i..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|index| i + index)
 }
 
 /// Reads one line, or returns `None` at the end of the input.
@@ -387,7 +414,7 @@ fn next_raw_line(reader: &mut impl BufRead) -> io::Result<Option<RawLine>> {
             break;
         }
         started = true;
-        let newline = buffer.iter().position(|&b| b == b'\n');
+        let newline = find_newline(buffer);
         let part = &buffer[..newline.unwrap_or(buffer.len())];
         if let Some(hasher) = long_hasher.as_mut() {
             hasher.update(part);
@@ -474,7 +501,8 @@ pub fn read_head(dir: &DataDir) -> Result<Option<Head>, String> {
 /// hide it.
 fn update_head(dir: &DataDir, journal: &mut File) -> io::Result<()> {
     journal.seek(SeekFrom::Start(0))?;
-    let lines = raw_lines(journal.try_clone()?)?;
+    let mut lines = Vec::new();
+    visit_lines(journal.try_clone()?, |line| lines.push(line))?;
     let Some((last, before)) = lines.split_last() else {
         return Ok(());
     };
@@ -583,6 +611,22 @@ mod tests {
                 vec![some(b"a"), some(b""), some(b"b")]
             );
             assert_eq!(split(b"\n", capacity), vec![some(b"")]);
+        }
+    }
+
+    #[test]
+    fn newline_search_finds_the_first_lf() {
+        for length in 0..40 {
+            for at in 0..length {
+                let mut bytes = vec![b'a'; length];
+                bytes[at] = b'\n';
+                if at + 3 < length {
+                    bytes[at + 3] = b'\n';
+                }
+                assert_eq!(find_newline(&bytes), Some(at), "length {length}, at {at}");
+            }
+            assert_eq!(find_newline(&vec![0x0B; length]), None);
+            assert_eq!(find_newline(&vec![0x09; length]), None);
         }
     }
 
