@@ -205,7 +205,7 @@ impl DataDir {
 
     /// Lists the archive files in the directory with their sizes, sorted by
     /// name. The sizes come from one `stat` per file relative to the open
-    /// directory, which costs far less than a lookup of each full path.
+    /// directory, which saves the lookup of each full path.
     pub fn archives_with_sizes(&self) -> anyhow::Result<Vec<ListedArchive>> {
         self.list_archives(true)
     }
