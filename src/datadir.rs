@@ -196,60 +196,32 @@ impl DataDir {
 
     /// Lists the archive files in the directory, sorted by name.
     pub fn archives(&self) -> anyhow::Result<Vec<(ArchiveName, String)>> {
-        Ok(self
-            .list_archives(false)?
-            .into_iter()
-            .map(|archive| (archive.parsed, archive.name))
-            .collect())
-    }
-
-    /// Lists the archive files in the directory with their sizes, sorted by
-    /// name. The sizes come from one `stat` per file relative to the open
-    /// directory, which saves the lookup of each full path.
-    pub fn archives_with_sizes(&self) -> anyhow::Result<Vec<ListedArchive>> {
-        self.list_archives(true)
-    }
-
-    fn list_archives(&self, with_sizes: bool) -> anyhow::Result<Vec<ListedArchive>> {
-        let list_error = |error| {
+        let entries = fs::read_dir(&self.path).map_err(|error| {
             io_failure(
                 ErrorKind::Io,
                 error,
                 format!("cannot list data directory {}", self.path.display()),
             )
-        };
+        })?;
         let mut archives = Vec::new();
-        for entry in fs::read_dir(&self.path).map_err(list_error)? {
-            let entry = entry.map_err(list_error)?;
+        for entry in entries {
+            let entry = entry.map_err(|error| {
+                io_failure(
+                    ErrorKind::Io,
+                    error,
+                    format!("cannot list data directory {}", self.path.display()),
+                )
+            })?;
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            let Some(parsed) = ArchiveName::parse(&name) else {
-                continue;
-            };
-            // A file removed since the listing has no size.
-            let bytes = if with_sizes {
-                entry.metadata().ok().map(|metadata| metadata.len())
-            } else {
-                None
-            };
-            archives.push(ListedArchive {
-                parsed,
-                name,
-                bytes,
-            });
+            if let Some(parsed) = ArchiveName::parse(&name) {
+                archives.push((parsed, name));
+            }
         }
-        archives.sort_by(|a, b| a.name.cmp(&b.name));
+        archives.sort_by(|a, b| a.1.cmp(&b.1));
         Ok(archives)
     }
-}
-
-/// An archive found in the data directory.
-pub struct ListedArchive {
-    pub parsed: ArchiveName,
-    pub name: String,
-    /// Size in bytes; `None` when it was not read or the file vanished.
-    pub bytes: Option<u64>,
 }
 
 #[cfg(test)]

@@ -10,15 +10,16 @@ pub mod search;
 pub mod show;
 pub mod verify;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
+use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Local, NaiveDateTime, TimeZone};
 use serde::Serialize;
 
 use crate::archive;
 use crate::atomic;
 use crate::cli::HistoryArgs;
-use crate::datadir::{ArchiveName, DataDir, ListedArchive, Source};
+use crate::datadir::{ArchiveName, DataDir, Source};
 use crate::journal;
 use crate::output::{Align, Render, format_size, table};
 
@@ -69,7 +70,8 @@ pub struct Reset {
 #[derive(Debug, Serialize)]
 pub struct ArchiveFile {
     pub file: String,
-    /// Size on disk; `null` when the file no longer exists.
+    /// Size in bytes as the journal records it, or on disk for an archive
+    /// that no journal line names; `null` when the file no longer exists.
     pub bytes: Option<u64>,
     /// True when `history prune` deleted the file.
     pub pruned: bool,
@@ -80,11 +82,10 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
     let mut resets = Vec::new();
     let mut journal_errors = Vec::new();
     let mut named: HashSet<String> = HashSet::new();
-    let listed = dir.archives_with_sizes()?;
-    let sizes: HashMap<String, u64> = listed
-        .iter()
-        .filter_map(|archive| Some((archive.name.clone(), archive.bytes?)))
-        .collect();
+    // Sizes come from the journal for the archives it records, so that a
+    // long history costs no stat per archive; only the others are looked up.
+    let listed = dir.archives()?;
+    let present: HashSet<&str> = listed.iter().map(|(_, name)| name.as_str()).collect();
 
     let lines = journal::read_all(dir)?;
     let pruned: HashSet<String> = lines
@@ -112,7 +113,9 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
             .map(|record| {
                 named.insert(record.file.clone());
                 ArchiveFile {
-                    bytes: sizes.get(&record.file).copied(),
+                    bytes: present
+                        .contains(record.file.as_str())
+                        .then_some(record.bytes),
                     pruned: pruned.contains(&record.file),
                     file: record.file.clone(),
                 }
@@ -147,7 +150,7 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
     }
 
     let mut unjournaled: BTreeMap<String, Vec<(ArchiveName, String)>> = BTreeMap::new();
-    for ListedArchive { parsed, name, .. } in listed {
+    for (parsed, name) in listed.iter().cloned() {
         if named.contains(&name) {
             continue;
         }
@@ -159,7 +162,7 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
         });
         if let Some(reset) = owner {
             reset.archives.push(ArchiveFile {
-                bytes: sizes.get(&name).copied(),
+                bytes: size_on_disk(dir, &name),
                 pruned: false,
                 file: name,
             });
@@ -171,7 +174,7 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
             .push((parsed, name));
     }
     for (run_id, files) in unjournaled {
-        resets.push(archive_only_reset(dir, &run_id, files, &sizes));
+        resets.push(archive_only_reset(dir, &run_id, files));
     }
 
     let total = resets.len();
@@ -196,13 +199,15 @@ fn same_second_number(run_id: Option<&str>) -> u32 {
         .unwrap_or(1)
 }
 
+/// Returns the size of an archive, or `None` when it no longer exists.
+fn size_on_disk(dir: &DataDir, name: &str) -> Option<u64> {
+    std::fs::symlink_metadata(dir.join(name))
+        .ok()
+        .map(|metadata| metadata.len())
+}
+
 /// Describes archives that no journal line names, reading their counts.
-fn archive_only_reset(
-    dir: &DataDir,
-    run_id: &str,
-    files: Vec<(ArchiveName, String)>,
-    sizes: &HashMap<String, u64>,
-) -> Reset {
+fn archive_only_reset(dir: &DataDir, run_id: &str, files: Vec<(ArchiveName, String)>) -> Reset {
     let naive = NaiveDateTime::parse_from_str(&run_id[..15], "%Y%m%d_%H%M%S").ok();
     let local = naive.and_then(|time| Local.from_local_datetime(&time).earliest());
     let reset_at = match local {
@@ -246,7 +251,7 @@ fn archive_only_reset(
             }
         }
         reset.archives.push(ArchiveFile {
-            bytes: sizes.get(&name).copied(),
+            bytes: size_on_disk(dir, &name),
             pruned: false,
             file: name,
         });
@@ -261,7 +266,14 @@ impl Render for Report {
             let _ = writeln!(out, "No resets yet.");
         }
         if !self.resets.is_empty() {
-            let rows: Vec<Vec<String>> = self.resets.iter().map(row).collect();
+            // Parsed once: parsing the format for each of thousands of rows
+            // cost more than the rest of the row.
+            let time_format: Vec<Item> = StrftimeItems::new("%Y-%m-%d %H:%M:%S %:z").collect();
+            let rows: Vec<Vec<String>> = self
+                .resets
+                .iter()
+                .map(|reset| row(reset, &time_format))
+                .collect();
             out.push_str(&table(
                 &[
                     ("RESET AT", Align::Left),
@@ -282,7 +294,7 @@ impl Render for Report {
 
 /// Formats one reset as a table row. Counts that cannot be known show `?`,
 /// and notes follow the status counts in brackets.
-fn row(reset: &Reset) -> Vec<String> {
+fn row(reset: &Reset, time_format: &[Item]) -> Vec<String> {
     let count = |value: Option<u64>| value.map_or("?".to_string(), |count| count.to_string());
     let present: Vec<u64> = reset
         .archives
@@ -325,7 +337,7 @@ fn row(reset: &Reset) -> Vec<String> {
         by_status.push("[nothing to reset]".to_string());
     }
     let time = DateTime::parse_from_rfc3339(&reset.reset_at)
-        .map(|time| time.format("%Y-%m-%d %H:%M:%S %:z").to_string())
+        .map(|time| time.format_with_items(time_format.iter()).to_string())
         .unwrap_or_else(|_| reset.reset_at.clone());
     vec![
         time,
