@@ -12,6 +12,7 @@ mod datadir;
 mod error;
 mod failpoint;
 mod generate;
+mod generation;
 mod history;
 mod journal;
 mod lock;

@@ -1,12 +1,14 @@
 //! The `reset` command: archive both active files and replace them with `{}`.
 //!
 //! Order of a reset, each step finished before the next starts:
-//! 1. take the exclusive lock, open the journal, complete an interrupted reset;
+//! 1. take the exclusive lock, read the generation, complete an interrupted
+//!    reset;
 //! 2. copy each active file into a temporary archive while validating and
 //!    hashing it, sync the copy, and prepare a temporary `{}` with the active
 //!    file's owner, group and mode; nothing visible has changed yet;
-//! 3. write the pending record, rename the archives into place without
-//!    replacing anything, sync the directory: the archives are now durable;
+//! 3. increase the generation (see `generation`), write the pending record,
+//!    rename the archives into place without replacing anything, sync the
+//!    directory: the archives are now durable;
 //! 4. rename the `{}` files over the active files, sync the directory;
 //! 5. append the journal line and remove the pending record.
 //!
@@ -29,6 +31,7 @@ use crate::clock;
 use crate::datadir::{DataDir, Source};
 use crate::error::{ErrorKind, failure, io_failure};
 use crate::failpoint;
+use crate::generation::Generation;
 use crate::journal::{self, ArchiveRecord, Entry};
 use crate::lock;
 use crate::output::{Render, count_noun, format_counts};
@@ -79,6 +82,9 @@ pub struct Report {
     pub skipped: bool,
     /// With `--daily`: the most recent cutoff, RFC 3339.
     pub daily_cutoff: Option<String>,
+    /// The reset generation after this run (see `order-reset.generation`);
+    /// a dry run reports the current one.
+    pub generation: u64,
 }
 
 /// A file that `--force` archived although it is not valid JSON.
@@ -136,6 +142,9 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
     failpoint::check("after-lock")?;
 
     preconditions::preflight(dir, &Source::ALL)?;
+    // Read first, so that an invalid generation file stops the run before
+    // anything changes.
+    let mut generation = Generation::read(dir)?;
 
     let mut recovered_run_id = None;
     if args.dry_run {
@@ -144,7 +153,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
             log::warn!("an interrupted reset is pending; a real reset completes it before its own");
         }
     } else {
-        recovered_run_id = pending::complete(dir)?;
+        recovered_run_id = pending::complete(dir, &mut generation)?;
         atomic::remove_stale_temps(dir).map_err(|error| {
             io_failure(
                 ErrorKind::Io,
@@ -172,6 +181,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
                     args.dry_run,
                     Vec::new(),
                     recovered_run_id,
+                    generation.value(),
                 )
             });
         }
@@ -223,6 +233,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
             args.dry_run,
             invalid_files,
             recovered_run_id,
+            generation.value(),
         ));
     }
 
@@ -256,7 +267,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
         entry.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(Report {
             daily_cutoff,
-            ..report(dir, &entry, true, invalid_files, None)
+            ..report(dir, &entry, true, invalid_files, None, generation.value())
         });
     }
 
@@ -277,11 +288,19 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
         inspected,
         replacements,
         &mut journal,
+        &mut generation,
         started,
     )?;
     Ok(Report {
         daily_cutoff,
-        ..report(dir, &entry, false, invalid_files, recovered_run_id)
+        ..report(
+            dir,
+            &entry,
+            false,
+            invalid_files,
+            recovered_run_id,
+            generation.value(),
+        )
     })
 }
 
@@ -491,8 +510,12 @@ fn commit(
     inspected: Vec<Inspected>,
     replacements: Vec<TempFile>,
     journal: &mut journal::Writer,
+    generation: &mut Generation,
     started: Instant,
 ) -> anyhow::Result<()> {
+    // Before anything visible changes, so that a backend that reads the new
+    // generation reloads, whatever happens to this run afterwards.
+    generation.bump(dir)?;
     let mut archives = Vec::new();
     let mut files = Vec::new();
     let mut old_files = Vec::new();
@@ -818,6 +841,7 @@ fn report(
     dry_run: bool,
     invalid_files: Vec<InvalidFile>,
     recovered_run_id: Option<String>,
+    generation: u64,
 ) -> Report {
     let archive_path = |source: Source| {
         entry
@@ -848,6 +872,7 @@ fn report(
             .collect(),
         skipped: false,
         daily_cutoff: None,
+        generation,
     }
 }
 

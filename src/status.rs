@@ -1,5 +1,5 @@
-//! The `status` command: the active files, the last reset, the archives and
-//! the lock, read without changing anything. A file that cannot be read or
+//! The `status` command: the active files, the last reset, the archives, the
+//! lock and the reset generation, read without changing anything. A file that cannot be read or
 //! parsed is reported in the output, not raised as an error.
 
 use std::collections::BTreeMap;
@@ -14,6 +14,7 @@ use crate::atomic;
 use crate::cli::StatusArgs;
 use crate::clock;
 use crate::datadir::{DataDir, Source};
+use crate::generation;
 use crate::journal;
 use crate::lock::{self, LockState};
 use crate::output::{Render, count_noun, format_age, format_counts, format_size};
@@ -40,6 +41,12 @@ pub struct Report {
     pub pending_error: Option<String>,
     /// Journal lines that could not be parsed, as `line N: error`.
     pub journal_errors: Vec<String>,
+    /// The reset generation in `order-reset.generation`, 0 when the file is
+    /// missing; `null` when it cannot be used.
+    pub generation: Option<u64>,
+    /// The reason `order-reset.generation` cannot be used. Resets and
+    /// restores stop until it is fixed.
+    pub generation_error: Option<String>,
     /// The monitoring check, present with `--max-age` or `--max-lock-age`.
     pub check: Option<Check>,
 }
@@ -108,6 +115,10 @@ pub fn run(dir: &DataDir, args: &StatusArgs) -> anyhow::Result<Report> {
 
     let sessions = file_status(dir, Source::Sessions);
     let takeover_requests = file_status(dir, Source::Takeovers);
+    let (generation, generation_error) = match generation::read(dir) {
+        Ok(value) => (Some(value), None),
+        Err(error) => (None, Some(crate::error::one_line(&error))),
+    };
 
     let mut journal_errors = Vec::new();
     let mut last_reset = None;
@@ -177,6 +188,8 @@ pub fn run(dir: &DataDir, args: &StatusArgs) -> anyhow::Result<Report> {
         pending_reset,
         pending_error,
         journal_errors,
+        generation,
+        generation_error,
     })
 }
 
@@ -357,6 +370,13 @@ impl Render for Report {
         for error in &self.journal_errors {
             let _ = writeln!(out, "{:<19}{error}", "journal");
         }
+        let generation = match (&self.generation, &self.generation_error) {
+            (_, Some(error)) => error.clone(),
+            (Some(0), None) => "0 (no generation file yet)".to_string(),
+            (Some(value), None) => value.to_string(),
+            (None, None) => "unknown".to_string(),
+        };
+        let _ = writeln!(out, "{:<19}{generation}", "generation");
     }
 
     fn exit_code(&self) -> u8 {
