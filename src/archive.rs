@@ -27,21 +27,22 @@ pub struct Copied {
 
 /// Reads `input` to its end, writing every byte to `output` when given.
 pub fn copy_and_scan(input: &mut File, output: Option<&File>) -> io::Result<Copied> {
-    copy_and_scan_with(input, output, false)
+    copy_and_scan_observed(input, output, false, &mut |_| {})
 }
 
-/// Like [`copy_and_scan`], but stops reading at the first byte that makes the
+/// Like [`copy_and_scan`], and passes each chunk that the scanner accepted
+/// to `observe`, so that another reader of the same bytes needs no second
+/// pass.
+///
+/// With `stop_when_invalid`, reading stops at the first byte that makes the
 /// file invalid, for callers that will not keep an invalid copy. A file of a
 /// gigabyte of zero bytes then costs one read, not a gigabyte of copying.
 /// `bytes` and `sha256` then cover only what was read.
-pub fn copy_and_scan_until_invalid(input: &mut File, output: Option<&File>) -> io::Result<Copied> {
-    copy_and_scan_with(input, output, true)
-}
-
-fn copy_and_scan_with(
+pub fn copy_and_scan_observed(
     input: &mut File,
     mut output: Option<&File>,
     stop_when_invalid: bool,
+    observe: &mut dyn FnMut(&[u8]),
 ) -> io::Result<Copied> {
     let mut hasher = Sha256::new();
     let mut scanner = Scanner::new();
@@ -53,10 +54,11 @@ fn copy_and_scan_with(
         }
         scanned_bytes += chunk.len() as u64;
         hasher.update(chunk);
-        if scan_error.is_none()
-            && let Err(error) = scanner.feed(chunk)
-        {
-            scan_error = Some(error);
+        if scan_error.is_none() {
+            match scanner.feed(chunk) {
+                Ok(()) => observe(chunk),
+                Err(error) => scan_error = Some(error),
+            }
         }
         if stop_when_invalid && scan_error.is_some() {
             return Err(io::Error::other(StopReading));

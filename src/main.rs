@@ -21,6 +21,7 @@ mod pending;
 mod preconditions;
 mod reset;
 mod restore;
+mod resurrection;
 mod runs;
 mod scan;
 mod schedule;

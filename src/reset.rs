@@ -14,6 +14,10 @@
 //!
 //! A crash in step 3 or 4 leaves the pending record, and the next reset
 //! completes that run before its own (see `pending`).
+//!
+//! The pass in step 2 also looks for sessions that the previous reset
+//! archived and that came back (see `resurrection`). After the lock is
+//! released, the previous archive confirms them, and a warning names them.
 
 use std::collections::BTreeMap;
 use std::fs::{File, Metadata};
@@ -37,6 +41,7 @@ use crate::lock;
 use crate::output::{Render, count_noun, format_counts};
 use crate::pending::{self, Pending, PendingFile};
 use crate::preconditions;
+use crate::resurrection::{self, ActiveScan, Baseline, Candidates};
 use crate::scan::{ScanErrorKind, Summary};
 use crate::schedule;
 use crate::system;
@@ -85,6 +90,12 @@ pub struct Report {
     /// The reset generation after this run (see `order-reset.generation`);
     /// a dry run reports the current one.
     pub generation: u64,
+    /// Sessions in the archived `scan_sessions.json` that the previous reset
+    /// had archived and that came back unchanged or older; `null` when they
+    /// could not be checked.
+    pub resurrected_sessions: Option<u64>,
+    /// Run id of the previous reset they were compared with.
+    pub resurrected_from: Option<String>,
 }
 
 /// A file that `--force` archived although it is not valid JSON.
@@ -134,7 +145,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
         std::process::id()
     );
 
-    let _lock = if args.dry_run {
+    let lock = if args.dry_run {
         lock::acquire_shared_if_exists(dir, args.wait)?
     } else {
         Some(lock::acquire_exclusive(dir, args.wait)?)
@@ -191,12 +202,29 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
         );
     }
 
+    let baseline = resurrection::find_baseline(&journal::read_all(dir)?)
+        .inspect_err(|reason| log::debug!("not checking for resurrected sessions: {reason}"))
+        .ok();
+    let mut active_scan = baseline.as_ref().map(ActiveScan::new);
     let mut inspected = Vec::new();
     for source in Source::ALL {
-        inspected.push(inspect(dir, source, args.dry_run, args.force)?);
+        let scan = match source {
+            Source::Sessions => active_scan.as_mut(),
+            Source::Takeovers => None,
+        };
+        inspected.push(inspect(dir, source, args.dry_run, args.force, scan)?);
     }
     failpoint::check("after-copy")?;
     let invalid_files = check_validity(dir, &inspected, args.force)?;
+    // The walker's result counts only when the scanner accepted the file.
+    let sessions_valid = inspected
+        .iter()
+        .find(|item| item.source == Source::Sessions)
+        .is_some_and(|item| item.copied.is_none() || item.summary().is_some());
+    let resurrection_check = baseline
+        .zip(active_scan)
+        .filter(|_| sessions_valid)
+        .map(|(baseline, scan)| (baseline, scan.finish()));
 
     let mut entry = Entry {
         flags: if args.force {
@@ -227,13 +255,18 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
         if !args.dry_run {
             journal::Writer::open(dir)?.append(&mut entry)?;
         }
-        return Ok(report(
+        drop(lock);
+        return Ok(with_resurrected(
             dir,
-            &entry,
-            args.dry_run,
-            invalid_files,
-            recovered_run_id,
-            generation.value(),
+            report(
+                dir,
+                &entry,
+                args.dry_run,
+                invalid_files,
+                recovered_run_id,
+                generation.value(),
+            ),
+            resurrection_check,
         ));
     }
 
@@ -265,9 +298,14 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
 
     if args.dry_run {
         entry.duration_ms = started.elapsed().as_millis() as u64;
+        drop(lock);
         return Ok(Report {
             daily_cutoff,
-            ..report(dir, &entry, true, invalid_files, None, generation.value())
+            ..with_resurrected(
+                dir,
+                report(dir, &entry, true, invalid_files, None, generation.value()),
+                resurrection_check,
+            )
         });
     }
 
@@ -291,17 +329,71 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
         &mut generation,
         started,
     )?;
+    // The previous archive never changes, so it is read after the lock is
+    // released, where a slow read does not hold up the backend.
+    drop(lock);
     Ok(Report {
         daily_cutoff,
-        ..report(
+        ..with_resurrected(
             dir,
-            &entry,
-            false,
-            invalid_files,
-            recovered_run_id,
-            generation.value(),
+            report(
+                dir,
+                &entry,
+                false,
+                invalid_files,
+                recovered_run_id,
+                generation.value(),
+            ),
+            resurrection_check,
         )
     })
+}
+
+/// Confirms the resurrected sessions that the copy of `scan_sessions.json`
+/// found against the previous reset's archive, logs a warning when there are
+/// any, and adds their count to `report`. A failed check is logged and
+/// leaves the count `null`.
+fn with_resurrected(
+    dir: &DataDir,
+    mut report: Report,
+    check: Option<(Baseline, Candidates)>,
+) -> Report {
+    let Some((baseline, candidates)) = check else {
+        return report;
+    };
+    report.resurrected_from = Some(baseline.run_id.clone());
+    let found = match resurrection::confirm(dir, &baseline, candidates) {
+        Ok(found) => found,
+        Err(error) => {
+            log::warn!(
+                "cannot check {} for sessions that came back after reset {}: {}",
+                Source::Sessions.file_name(),
+                baseline.run_id,
+                crate::error::one_line(&error)
+            );
+            return report;
+        }
+    };
+    report.resurrected_sessions = Some(found.count);
+    if found.count > 0 {
+        let mut ids = found.session_ids.join(", ");
+        if found.count > found.session_ids.len() as u64 {
+            ids.push_str(", …");
+        }
+        let again = if report.dry_run {
+            "a reset would archive them a second time"
+        } else {
+            "this reset archived them a second time"
+        };
+        log::warn!(
+            "{} in {} had been archived by reset {} at {} and came back unchanged or older ({ids}): a process wrote sessions from memory back without reloading after that reset, and {again}. Make the backend take order-reset.lock and reload when order-reset.generation changes (README, \"Integrating the backend\")",
+            count_noun(found.count, "session"),
+            Source::Sessions.file_name(),
+            baseline.run_id,
+            baseline.reset_at
+        );
+    }
+    report
 }
 
 /// Returns the time of a journaled reset at or after `cutoff`, if any.
@@ -321,8 +413,15 @@ fn reset_since(
 }
 
 /// Opens an active file and, when it exists, copies it into a temporary
-/// archive (or only scans it in a dry run).
-fn inspect(dir: &DataDir, source: Source, dry_run: bool, force: bool) -> anyhow::Result<Inspected> {
+/// archive (or only scans it in a dry run). The chunks the scanner accepts
+/// also go to `active_scan`, when given.
+fn inspect(
+    dir: &DataDir,
+    source: Source,
+    dry_run: bool,
+    force: bool,
+    mut active_scan: Option<&mut ActiveScan>,
+) -> anyhow::Result<Inspected> {
     let path = dir.join(source.file_name());
     let opened = atomic::open_regular(&path).map_err(|error| open_error(&path, error))?;
     let Some((mut file, metadata)) = opened else {
@@ -344,12 +443,18 @@ fn inspect(dir: &DataDir, source: Source, dry_run: bool, force: bool) -> anyhow:
         Some(temp)
     };
 
-    let copy = if force {
-        archive::copy_and_scan
-    } else {
-        archive::copy_and_scan_until_invalid
+    let mut observe = |chunk: &[u8]| {
+        if let Some(scan) = &mut active_scan {
+            scan.feed(chunk);
+        }
     };
-    let copied = copy(&mut file, archive.as_ref().map(TempFile::file)).map_err(|error| {
+    let copied = archive::copy_and_scan_observed(
+        &mut file,
+        archive.as_ref().map(TempFile::file),
+        !force,
+        &mut observe,
+    )
+    .map_err(|error| {
         io_failure(
             ErrorKind::Io,
             error,
@@ -873,6 +978,8 @@ fn report(
         skipped: false,
         daily_cutoff: None,
         generation,
+        resurrected_sessions: None,
+        resurrected_from: None,
     }
 }
 
@@ -925,6 +1032,14 @@ impl Render for Report {
         }
         for path in &self.late_archives {
             let _ = writeln!(out, "  written during the reset, kept in  {path}");
+        }
+        if let Some(count @ 1..) = self.resurrected_sessions {
+            let _ = writeln!(
+                out,
+                "  warning: {} had come back after reset {}",
+                count_noun(count, "session"),
+                self.resurrected_from.as_deref().unwrap_or_default()
+            );
         }
     }
 }

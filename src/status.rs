@@ -1,6 +1,7 @@
 //! The `status` command: the active files, the last reset, the archives, the
-//! lock and the reset generation, read without changing anything. A file that cannot be read or
-//! parsed is reported in the output, not raised as an error.
+//! lock, the reset generation and resurrected sessions, read without changing
+//! anything. A file that cannot be read or parsed is reported in the output,
+//! not raised as an error.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -19,6 +20,7 @@ use crate::journal;
 use crate::lock::{self, LockState};
 use crate::output::{Render, count_noun, format_age, format_counts, format_size};
 use crate::pending;
+use crate::resurrection::{self, ActiveScan, Baseline};
 
 /// Version of the `status --json` document.
 pub const STATUS_SCHEMA_VERSION: u32 = 1;
@@ -47,8 +49,34 @@ pub struct Report {
     /// The reason `order-reset.generation` cannot be used. Resets and
     /// restores stop until it is fixed.
     pub generation_error: Option<String>,
-    /// The monitoring check, present with `--max-age` or `--max-lock-age`.
+    /// Sessions that the last reset archived and that are active again.
+    pub resurrection: Resurrection,
+    /// The monitoring check, present with `--max-age` or `--max-lock-age`,
+    /// and whenever it finds a problem that is always checked, such as
+    /// resurrected sessions.
     pub check: Option<Check>,
+}
+
+/// The comparison of `scan_sessions.json` with the sessions archive of the
+/// most recent reset that archived sessions.
+#[derive(Debug, Default, Serialize)]
+pub struct Resurrection {
+    /// Whether the comparison was made.
+    pub checked: bool,
+    /// Active sessions that the reset archived and that came back unchanged
+    /// or older.
+    pub count: u64,
+    /// The first of their ids in archive order, at most five.
+    pub session_ids: Vec<String>,
+    /// Run id of the reset compared with.
+    pub run_id: Option<String>,
+    /// Time of that reset, RFC 3339.
+    pub reset_at: Option<String>,
+    /// The reason no comparison was made, such as no reset having archived
+    /// sessions.
+    pub not_checked: Option<String>,
+    /// The reason the comparison failed, such as a missing archive.
+    pub error: Option<String>,
 }
 
 /// A monitoring check in the monitoring-plugin convention (Nagios, Icinga,
@@ -108,31 +136,32 @@ pub fn run(dir: &DataDir, args: &StatusArgs) -> anyhow::Result<Report> {
     // A shared lock waits for a write in progress, so that a file is not
     // reported invalid only because it was read half-written. Status still
     // reports when the lock stays busy.
-    let _shared = lock::acquire_shared_if_exists(dir, Duration::from_secs(2))
+    let shared = lock::acquire_shared_if_exists(dir, Duration::from_secs(2))
         .inspect_err(|error| log::debug!("reading without the lock: {error:#}"))
         .ok()
         .flatten();
 
-    let sessions = file_status(dir, Source::Sessions);
-    let takeover_requests = file_status(dir, Source::Takeovers);
+    let mut journal_errors = Vec::new();
+    let lines = journal::read_all(dir).unwrap_or_else(|error| {
+        journal_errors.push(crate::error::one_line(&error));
+        Vec::new()
+    });
+    let baseline = resurrection::find_baseline(&lines);
+    let mut active_scan = baseline.as_ref().ok().map(ActiveScan::new);
+    let sessions = file_status(dir, Source::Sessions, active_scan.as_mut());
+    let takeover_requests = file_status(dir, Source::Takeovers, None);
     let (generation, generation_error) = match generation::read(dir) {
         Ok(value) => (Some(value), None),
         Err(error) => (None, Some(crate::error::one_line(&error))),
     };
 
-    let mut journal_errors = Vec::new();
     let mut last_reset = None;
-    match journal::read_all(dir) {
-        Ok(lines) => {
-            for line in lines {
-                match line.entry {
-                    Ok(entry) if entry.is_reset() => last_reset = Some(entry),
-                    Ok(_) => {}
-                    Err(error) => journal_errors.push(format!("line {}: {error}", line.number)),
-                }
-            }
+    for line in lines {
+        match line.entry {
+            Ok(entry) if entry.is_reset() => last_reset = Some(entry),
+            Ok(_) => {}
+            Err(error) => journal_errors.push(format!("line {}: {error}", line.number)),
         }
-        Err(error) => journal_errors.push(crate::error::one_line(&error)),
     }
     let now = clock::now();
     let last_reset = last_reset.map(|entry| LastReset {
@@ -173,8 +202,14 @@ pub fn run(dir: &DataDir, args: &StatusArgs) -> anyhow::Result<Report> {
         Err(error) => (None, Some(crate::error::one_line(&error))),
     };
 
-    let check = (args.max_age.is_some() || args.max_lock_age.is_some())
-        .then(|| check(args, last_reset.as_ref(), &lock_state));
+    // Archives never change, so the archive is read without holding the
+    // shared lock, which would make backend writes wait.
+    drop(shared);
+    let resurrection = compare_with_archive(dir, baseline, active_scan, &sessions);
+
+    let check = check(args, last_reset.as_ref(), &lock_state, &resurrection);
+    let limits_given = args.max_age.is_some() || args.max_lock_age.is_some();
+    let check = (limits_given || check.exit_code != 0).then_some(check);
 
     Ok(Report {
         check,
@@ -190,11 +225,64 @@ pub fn run(dir: &DataDir, args: &StatusArgs) -> anyhow::Result<Report> {
         journal_errors,
         generation,
         generation_error,
+        resurrection,
     })
 }
 
-/// Checks the age of the last reset and of the lock against the limits.
-fn check(args: &StatusArgs, last_reset: Option<&LastReset>, lock: &LockState) -> Check {
+/// Confirms the candidates that the pass over `scan_sessions.json` found
+/// against the baseline reset's archive.
+fn compare_with_archive(
+    dir: &DataDir,
+    baseline: Result<Baseline, String>,
+    active_scan: Option<ActiveScan>,
+    sessions: &FileStatus,
+) -> Resurrection {
+    let baseline = match baseline {
+        Ok(baseline) => baseline,
+        Err(reason) => {
+            return Resurrection {
+                not_checked: Some(reason),
+                ..Resurrection::default()
+            };
+        }
+    };
+    let mut report = Resurrection {
+        run_id: Some(baseline.run_id.clone()),
+        reset_at: Some(baseline.reset_at.clone()),
+        ..Resurrection::default()
+    };
+    let Some(active_scan) = active_scan.filter(|_| sessions.error.is_none()) else {
+        report.not_checked = Some(format!(
+            "{} is invalid or cannot be read",
+            Source::Sessions.file_name()
+        ));
+        return report;
+    };
+    let candidates = active_scan.finish();
+    log::debug!(
+        "{} active sessions were last modified before reset {} ended, or have no readable time",
+        candidates.len(),
+        baseline.run_id
+    );
+    match resurrection::confirm(dir, &baseline, candidates) {
+        Ok(found) => {
+            report.checked = true;
+            report.count = found.count;
+            report.session_ids = found.session_ids;
+        }
+        Err(error) => report.error = Some(crate::error::one_line(&error)),
+    }
+    report
+}
+
+/// Checks the age of the last reset and of the lock against the limits, and
+/// the active sessions for resurrected ones.
+fn check(
+    args: &StatusArgs,
+    last_reset: Option<&LastReset>,
+    lock: &LockState,
+    resurrection: &Resurrection,
+) -> Check {
     let mut code = 0u8;
     let mut messages = Vec::new();
     if let Some(max_age) = args.max_age {
@@ -242,6 +330,19 @@ fn check(args: &StatusArgs, last_reset: Option<&LastReset>, lock: &LockState) ->
             None => messages.push("lock held, for an unknown time".to_string()),
         }
     }
+    if resurrection.count > 0 {
+        code = code.max(2);
+        messages.push(format!(
+            "{} archived by reset {} active again ({})",
+            count_noun(resurrection.count, "session"),
+            resurrection.run_id.as_deref().unwrap_or_default(),
+            sample_ids(resurrection)
+        ));
+    }
+    if let Some(error) = &resurrection.error {
+        code = code.max(3);
+        messages.push(format!("cannot check for resurrected sessions: {error}"));
+    }
     Check {
         state: CHECK_STATES[code as usize],
         exit_code: code,
@@ -249,7 +350,22 @@ fn check(args: &StatusArgs, last_reset: Option<&LastReset>, lock: &LockState) ->
     }
 }
 
-fn file_status(dir: &DataDir, source: Source) -> FileStatus {
+/// Lists the first resurrected ids, with `…` when there are more.
+fn sample_ids(resurrection: &Resurrection) -> String {
+    let mut text = resurrection.session_ids.join(", ");
+    if resurrection.count > resurrection.session_ids.len() as u64 {
+        text.push_str(", …");
+    }
+    text
+}
+
+/// Reads one active file and, when `active_scan` is given, passes its chunks
+/// to it in the same pass.
+fn file_status(
+    dir: &DataDir,
+    source: Source,
+    mut active_scan: Option<&mut ActiveScan>,
+) -> FileStatus {
     let path = dir.join(source.file_name());
     let mut status = FileStatus {
         file: path.display().to_string(),
@@ -278,7 +394,12 @@ fn file_status(dir: &DataDir, source: Source) -> FileStatus {
             time.fixed_offset()
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
         });
-    match archive::copy_and_scan_until_invalid(&mut file, None) {
+    let mut observe = |chunk: &[u8]| {
+        if let Some(scan) = &mut active_scan {
+            scan.feed(chunk);
+        }
+    };
+    match archive::copy_and_scan_observed(&mut file, None, true, &mut observe) {
         Ok(copied) => match copied.scan {
             Ok(summary) => {
                 status.entries = Some(summary.entries);
@@ -289,6 +410,27 @@ fn file_status(dir: &DataDir, source: Source) -> FileStatus {
         Err(error) => status.error = Some(format!("cannot read: {error}")),
     }
     status
+}
+
+impl Resurrection {
+    /// Describes the comparison in one line for the human report.
+    fn describe(&self) -> String {
+        let run_id = self.run_id.as_deref().unwrap_or_default();
+        if let Some(error) = &self.error {
+            return format!("cannot check: {error}");
+        }
+        if let Some(reason) = &self.not_checked {
+            return format!("not checked: {reason}");
+        }
+        if self.count == 0 {
+            return format!("none since reset {run_id}");
+        }
+        format!(
+            "{} archived by reset {run_id} active again, unchanged or older: {}; a process wrote sessions back without reloading after the reset",
+            count_noun(self.count, "session"),
+            sample_ids(self)
+        )
+    }
 }
 
 fn render_file(out: &mut String, label: &str, noun: &str, file: &FileStatus) {
@@ -377,6 +519,7 @@ impl Render for Report {
             (None, None) => "unknown".to_string(),
         };
         let _ = writeln!(out, "{:<19}{generation}", "generation");
+        let _ = writeln!(out, "{:<19}{}", "resurrected", self.resurrection.describe());
     }
 
     fn exit_code(&self) -> u8 {
