@@ -110,7 +110,7 @@ pub fn hash_file(input: &mut File) -> io::Result<(u64, String)> {
 
 /// Calls `consume` on each chunk read from `input` until its end and returns
 /// the byte count.
-fn for_each_chunk(
+pub fn for_each_chunk(
     input: &mut File,
     mut consume: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<u64> {

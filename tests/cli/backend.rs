@@ -427,20 +427,31 @@ fn legacy_archives_are_not_checked() {
 }
 
 #[test]
-fn missing_archive_makes_status_unknown() {
-    let dir = DataDir::new();
+fn unusable_archive_makes_status_unknown() {
     let sessions = fs::read(sample_data().join(SESSIONS)).unwrap();
-    dir.write(SESSIONS, &sessions);
-    let (exit, _) = json_at(&dir, RESET_AT, &["reset"]);
-    assert_eq!(exit, 0);
-    dir.write(SESSIONS, &sessions);
-    fs::remove_file(dir.file(&format!("session_history_{RESET_ID}.json"))).unwrap();
+    let archive = format!("session_history_{RESET_ID}.json");
+    // Removed, or changed by one byte after the reset.
+    for (remove, expected) in [(true, "is missing"), (false, "history verify")] {
+        let dir = DataDir::new();
+        dir.write(SESSIONS, &sessions);
+        let (exit, _) = json_at(&dir, RESET_AT, &["reset"]);
+        assert_eq!(exit, 0);
+        dir.write(SESSIONS, &sessions);
+        if remove {
+            fs::remove_file(dir.file(&archive)).unwrap();
+        } else {
+            let mut changed = dir.read(&archive);
+            changed.push(b'\n');
+            dir.write(&archive, changed);
+        }
 
-    let (exit, report) = dir.run_json(&["status"]);
-    assert_eq!(exit, 3);
-    let error = report["resurrection"]["error"].as_str().unwrap();
-    assert!(error.contains("is missing"), "{error}");
-    assert_eq!(report["check"]["state"], json!("UNKNOWN"));
+        let (exit, report) = dir.run_json(&["status"]);
+        assert_eq!(exit, 3, "{expected}");
+        let error = report["resurrection"]["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{error}");
+        assert_eq!(report["resurrection"]["count"], json!(0));
+        assert_eq!(report["check"]["state"], json!("UNKNOWN"));
+    }
 }
 
 // A writer that ignores the protocol.

@@ -7,9 +7,10 @@
 //! archive or with the size of one session, apart from the captured values,
 //! which are capped at [`MAX_VALUE_BYTES`] each.
 //!
-//! `status` and `reset` also use the walker on the active sessions file, to
-//! find sessions that a reset archived and that came back (see
-//! `resurrection`). They can ask it for the SHA-256 of each session's text.
+//! `status` and `reset` also use the walker on the active sessions file and
+//! on an archive, to find sessions that a reset archived and that came back
+//! (see `resurrection`). They can ask it for the SHA-256 of each session's
+//! text.
 
 use std::io::{self, Read};
 
@@ -106,27 +107,11 @@ pub enum ReadError {
 /// [`ReadError::Invalid`] come from an archive that Python cannot load.
 pub fn read_sessions(
     input: &mut impl Read,
-    on_session: impl FnMut(Session),
-) -> Result<Summary, ReadError> {
-    read_with(input, Walker::new(), on_session)
-}
-
-/// Like [`read_sessions`], with each session's
-/// [`content_sha256`](Session::content_sha256) set.
-pub fn read_sessions_with_content(
-    input: &mut impl Read,
-    on_session: impl FnMut(Session),
-) -> Result<Summary, ReadError> {
-    read_with(input, Walker::hashing_sessions(), on_session)
-}
-
-fn read_with(
-    input: &mut impl Read,
-    mut walker: Walker,
     mut on_session: impl FnMut(Session),
 ) -> Result<Summary, ReadError> {
     let mut buffer = vec![0u8; CHUNK];
     let mut scanner = Scanner::new();
+    let mut walker = Walker::new();
     loop {
         let count = match input.read(&mut buffer) {
             Ok(0) => break,
