@@ -232,7 +232,7 @@ class Store:
         # Logged once per distinct content, because every transaction reads it.
         if content != self._invalid_generation_logged:
             log.warning(
-                "generation file %s is invalid (%r); reloading the data on every transaction until it holds one decimal integer",
+                "generation file %s is invalid (%r); reloading the data on every transaction until it contains one decimal integer",
                 path,
                 content,
             )

@@ -186,16 +186,26 @@ fn restore_raises_generation() {
     assert_eq!(report["generation"], json!(1));
     assert_eq!(generation_file(&dir).as_deref(), Some("1\n"));
 
+    // Stopped right before the active file is replaced: already bumped.
+    let output = dir
+        .command(&["restore", RESET_ID])
+        .env("ORDER_RESET_FAILPOINT", "after-archives:exit")
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 86, "{}", stderr(&output));
+    assert_eq!(generation_file(&dir).as_deref(), Some("2\n"));
+    assert_eq!(dir.read(SESSIONS), b"{}");
+
     let (exit, report) = dir.run_json(&["restore", RESET_ID]);
     assert_eq!(exit, 0, "{report}");
     assert_eq!(report["sessions_restored"], json!(5));
-    assert_eq!(report["generation"], json!(2));
-    assert_eq!(generation_file(&dir).as_deref(), Some("2\n"));
+    assert_eq!(report["generation"], json!(3));
+    assert_eq!(generation_file(&dir).as_deref(), Some("3\n"));
 
     // Rejected without --merge, because the active file is no longer empty.
     let (exit, _) = dir.run_json(&["restore", RESET_ID]);
     assert_eq!(exit, 1);
-    assert_eq!(generation_file(&dir).as_deref(), Some("2\n"));
+    assert_eq!(generation_file(&dir).as_deref(), Some("3\n"));
 }
 
 #[test]
@@ -672,8 +682,8 @@ fn module_keeps_owner_and_mode() {
     assert_eq!(dir.mode(SESSIONS), 0o640);
 }
 
-/// Returns, for each session id, every file that holds it (the active file
-/// or an archive) with the session's version there.
+/// Returns, for each session id, every file that contains it (the active
+/// file or an archive) with the session's version there.
 fn sessions_by_id(dir: &DataDir) -> BTreeMap<String, Vec<(String, u64)>> {
     let mut places: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
     let files = std::iter::once(SESSIONS.to_string()).chain(dir.names_with("session_history_"));
