@@ -44,16 +44,7 @@ pub struct Copied {
 
 /// Reads `input` to its end, writing every byte to `output` when given.
 pub fn copy_and_scan(input: &mut File, output: Option<&File>) -> io::Result<Copied> {
-    copy_and_scan_with(input, output, false)
-}
-
-/// Like [`copy_and_scan`], but stops reading soon after the first byte that
-/// makes the file invalid, for callers that will not keep an invalid copy. A
-/// file of a gigabyte of zero bytes then costs a few chunks, not a gigabyte
-/// of copying. `bytes` and `sha256` then cover only what was read, which runs
-/// up to [`BUFFERS`] chunks past the invalid byte.
-pub fn copy_and_scan_until_invalid(input: &mut File, output: Option<&File>) -> io::Result<Copied> {
-    copy_and_scan_with(input, output, true)
+    copy_and_scan_with(input, output, Scanner::new(), false)
 }
 
 /// One chunk of the file, shared by the scanner and the hasher.
@@ -68,9 +59,17 @@ impl Chunk {
     }
 }
 
-fn copy_and_scan_with(
+/// Like [`copy_and_scan`], with a scanner the caller set up.
+///
+/// With `stop_when_invalid`, reading stops soon after the first byte that
+/// makes the file invalid, for callers that will not keep an invalid copy. A
+/// file of a gigabyte of zero bytes then costs a few chunks, not a gigabyte
+/// of copying. `bytes` and `sha256` then cover only what was read, which
+/// runs up to [`BUFFERS`] chunks past the invalid byte.
+pub fn copy_and_scan_with(
     input: &mut File,
     output: Option<&File>,
+    scanner: Scanner,
     stop_when_invalid: bool,
 ) -> io::Result<Copied> {
     let invalid = AtomicBool::new(false);
@@ -81,8 +80,8 @@ fn copy_and_scan_with(
     thread::scope(|scope| {
         let scan_free = free_sender.clone();
         let invalid = &invalid;
-        let scanner = scope.spawn(move || {
-            let mut scanner = Scanner::new();
+        let scan_thread = scope.spawn(move || {
+            let mut scanner = scanner;
             let mut error = None;
             for chunk in scan_receiver {
                 if error.is_none()
@@ -99,7 +98,7 @@ fn copy_and_scan_with(
             }
         });
         let hash_free = free_sender;
-        let hasher = scope.spawn(move || {
+        let hash_thread = scope.spawn(move || {
             let mut hasher = Sha256::new();
             for chunk in hash_receiver {
                 hasher.update(chunk.bytes());
@@ -117,8 +116,8 @@ fn copy_and_scan_with(
         });
         drop(scan_sender);
         drop(hash_sender);
-        let scan = join(scanner);
-        let digest = join(hasher);
+        let scan = join(scan_thread);
+        let digest = join(hash_thread);
         Ok(Copied {
             bytes: read?,
             sha256: hex(&digest),
@@ -219,14 +218,27 @@ fn join<T>(handle: thread::ScopedJoinHandle<'_, T>) -> T {
 /// Returns the size and SHA-256 of a file's content.
 pub fn hash_file(input: &mut File) -> io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
+    let bytes = for_each_chunk(input, |chunk| {
+        hasher.update(chunk);
+        Ok(())
+    })?;
+    Ok((bytes, hex(&hasher.finalize())))
+}
+
+/// Calls `consume` on each chunk read from `input` until its end and returns
+/// the byte count.
+pub fn for_each_chunk(
+    input: &mut File,
+    mut consume: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
     let mut buffer = vec![0u8; CHUNK];
     let mut bytes = 0u64;
     loop {
         let count = fill(input, &mut buffer)?;
         if count == 0 {
-            return Ok((bytes, hex(&hasher.finalize())));
+            return Ok(bytes);
         }
-        hasher.update(&buffer[..count]);
+        consume(&buffer[..count])?;
         bytes += count as u64;
     }
 }

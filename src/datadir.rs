@@ -21,6 +21,9 @@ pub const LOCK_FILE: &str = "order-reset.lock";
 pub const JOURNAL_FILE: &str = "order-reset-journal.jsonl";
 /// Record of a reset that has written its archives but not yet its journal line.
 pub const PENDING_FILE: &str = "order-reset.pending";
+/// The reset generation: one decimal integer that every command replacing
+/// the active files increases first, so that a backend reloads them.
+pub const GENERATION_FILE: &str = "order-reset.generation";
 /// Suffix of every temporary file order-reset creates.
 pub const TEMP_SUFFIX: &str = ".order-reset-tmp";
 

@@ -5,7 +5,15 @@
 //! the backend takes it exclusively around each read-modify-write of the data
 //! files. The holder writes its pid, host, command and start time into the
 //! file; a waiting process reads them to say who holds the lock, checked
-//! against the kernel's own list in `/proc/locks`.
+//! against the kernel's own list in `/proc/locks`. So a backend opens the file
+//! without truncating it and writes nothing into it.
+//!
+//! The lock is half of the on-disk protocol with the backend. The other half
+//! is `order-reset.generation` (see `generation`), which a command increases
+//! under the lock before it replaces an active file. The backend reads it
+//! after taking the lock and reloads the files when it changed, instead of
+//! writing its memory back over a reset. `examples/backend/order_reset_store.py`
+//! implements the backend's side.
 //!
 //! std's `File` has lock methods with some of fs2's names since Rust 1.89,
 //! and inherent methods win over trait methods, so fs2 is always called by

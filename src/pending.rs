@@ -6,7 +6,8 @@
 //! synced temporary copy when the rename did not happen, empties each active
 //! file whose content is still the archived content, and writes the journal
 //! line marked `recovered`. An active file that changed since is left alone,
-//! so that nothing written after the interrupted reset is lost.
+//! so that nothing written after the interrupted reset is lost. The
+//! generation goes up before the first active file is emptied.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -18,6 +19,7 @@ use crate::archive;
 use crate::atomic::{self, TempFile};
 use crate::datadir::{ArchiveName, DataDir, PENDING_FILE, Source, TEMP_SUFFIX};
 use crate::error::{ErrorKind, failure, io_failure};
+use crate::generation::Generation;
 use crate::journal::ArchiveRecord;
 use crate::journal::{self, Entry};
 use crate::reset::{EMPTY_STATE, keep_as_late, prepare_empty_like};
@@ -155,8 +157,9 @@ fn is_plain_temp_name(name: &str) -> bool {
 }
 
 /// Completes an interrupted reset, if there is one, and returns its run id.
-/// Runs under the exclusive lock, before temporary files are cleaned up.
-pub fn complete(dir: &DataDir) -> anyhow::Result<Option<String>> {
+/// Runs under the exclusive lock, before temporary files are cleaned up, and
+/// bumps `generation` before it empties an active file.
+pub fn complete(dir: &DataDir, generation: &mut Generation) -> anyhow::Result<Option<String>> {
     let Some(pending) = read(dir)? else {
         return Ok(None);
     };
@@ -188,7 +191,7 @@ pub fn complete(dir: &DataDir) -> anyhow::Result<Option<String>> {
         }
         if put_archive_in_place(dir, file)? {
             in_place.push(file.archive.clone());
-            if let Some(record) = empty_if_unchanged(dir, file, &run_id)? {
+            if let Some(record) = empty_if_unchanged(dir, file, &run_id, generation)? {
                 late.push(record);
             }
         }
@@ -296,6 +299,7 @@ fn empty_if_unchanged(
     dir: &DataDir,
     file: &PendingFile,
     run_id: &str,
+    generation: &mut Generation,
 ) -> anyhow::Result<Option<ArchiveRecord>> {
     let path = dir.join(file.source.file_name());
     let opened = atomic::open_regular(&path).map_err(|error| {
@@ -323,6 +327,7 @@ fn empty_if_unchanged(
         return Ok(None);
     }
     let temp = prepare_empty_like(dir, file.source, &metadata, Some(&active))?;
+    generation.bump(dir)?;
     let displaced = temp
         .exchange_into(dir, file.source.file_name())
         .map_err(|error| {

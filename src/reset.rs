@@ -1,23 +1,29 @@
 //! The `reset` command: archive both active files and replace them with `{}`.
 //!
 //! Order of a reset, each step finished before the next starts:
-//! 1. take the exclusive lock, open the journal, complete an interrupted reset;
+//! 1. take the exclusive lock, read the generation, complete an interrupted
+//!    reset;
 //! 2. copy each active file into a temporary archive while validating and
 //!    hashing it, sync the copy, and prepare a temporary `{}` with the active
 //!    file's owner, group and mode; nothing visible has changed yet;
-//! 3. write the pending record, rename the archives into place without
-//!    replacing anything, sync the directory: the archives are now durable;
+//! 3. increase the generation (see `generation`), write the pending record,
+//!    rename the archives into place without replacing anything, sync the
+//!    directory: the archives are now durable;
 //! 4. rename the `{}` files over the active files, sync the directory;
 //! 5. append the journal line and remove the pending record.
 //!
 //! A crash in step 3 or 4 leaves the pending record, and the next reset
 //! completes that run before its own (see `pending`).
+//!
+//! The pass in step 2 also looks for sessions that the previous reset
+//! archived and that came back (see `resurrection`). After the lock is
+//! released, the previous archive confirms them, and a warning names them.
 
 use std::collections::BTreeMap;
 use std::fs::{File, Metadata};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -29,12 +35,14 @@ use crate::clock;
 use crate::datadir::{DataDir, Source};
 use crate::error::{ErrorKind, failure, io_failure};
 use crate::failpoint;
+use crate::generation::Generation;
 use crate::journal::{self, ArchiveRecord, Entry};
 use crate::lock;
 use crate::output::{Render, count_noun, format_counts};
 use crate::pending::{self, Pending, PendingFile};
 use crate::preconditions;
-use crate::scan::{ScanErrorKind, Summary};
+use crate::resurrection::{self, Baseline};
+use crate::scan::{ScanErrorKind, Scanner, Summary};
 use crate::schedule;
 use crate::system;
 
@@ -79,6 +87,15 @@ pub struct Report {
     pub skipped: bool,
     /// With `--daily`: the most recent cutoff, RFC 3339.
     pub daily_cutoff: Option<String>,
+    /// The reset generation after this run (see `order-reset.generation`);
+    /// a dry run reports the current one.
+    pub generation: u64,
+    /// Sessions in the archived `scan_sessions.json` that the previous reset
+    /// had archived and that came back unchanged or older; `null` when they
+    /// could not be checked.
+    pub resurrected_sessions: Option<u64>,
+    /// Run id of the previous reset they were compared with.
+    pub resurrected_from: Option<String>,
 }
 
 /// A file that `--force` archived although it is not valid JSON.
@@ -128,7 +145,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
         std::process::id()
     );
 
-    let _lock = if args.dry_run {
+    let lock = if args.dry_run {
         lock::acquire_shared_if_exists(dir, args.wait)?
     } else {
         Some(lock::acquire_exclusive(dir, args.wait)?)
@@ -136,6 +153,9 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
     failpoint::check("after-lock")?;
 
     preconditions::preflight(dir, &Source::ALL)?;
+    // Read first, so that an invalid generation file stops the run before
+    // anything changes.
+    let mut generation = Generation::read(dir)?;
 
     let mut recovered_run_id = None;
     if args.dry_run {
@@ -144,7 +164,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
             log::warn!("an interrupted reset is pending; a real reset completes it before its own");
         }
     } else {
-        recovered_run_id = pending::complete(dir)?;
+        recovered_run_id = pending::complete(dir, &mut generation)?;
         atomic::remove_stale_temps(dir).map_err(|error| {
             io_failure(
                 ErrorKind::Io,
@@ -172,6 +192,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
                     args.dry_run,
                     Vec::new(),
                     recovered_run_id,
+                    generation.value(),
                 )
             });
         }
@@ -181,12 +202,34 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
         );
     }
 
+    let baseline = resurrection::find_baseline(&journal::read_all(dir)?)
+        .inspect_err(|reason| log::debug!("not checking for resurrected sessions: {reason}"))
+        .ok();
     let mut inspected = Vec::new();
     for source in Source::ALL {
-        inspected.push(inspect(dir, source, args.dry_run, args.force)?);
+        let cutoff = match source {
+            Source::Sessions => baseline.as_ref().map(Baseline::modified_cutoff),
+            Source::Takeovers => None,
+        };
+        inspected.push(inspect(dir, source, args.dry_run, args.force, cutoff)?);
     }
     failpoint::check("after-copy")?;
     let invalid_files = check_validity(dir, &inspected, args.force)?;
+    // Only a file that the scanner accepted is read for resurrected sessions.
+    let sessions = inspected
+        .iter()
+        .find(|item| item.source == Source::Sessions)
+        .filter(|item| item.copied.is_none() || item.summary().is_some());
+    let resurrection_check =
+        baseline
+            .filter(|_| sessions.is_some())
+            .map(|baseline| ResurrectionCheck {
+                baseline,
+                unmodified: sessions
+                    .and_then(Inspected::summary)
+                    .map_or(0, |summary| summary.unmodified_entries),
+                sessions_file: dir.join(Source::Sessions.file_name()),
+            });
 
     let mut entry = Entry {
         flags: if args.force {
@@ -217,12 +260,18 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
         if !args.dry_run {
             journal::Writer::open(dir)?.append(&mut entry)?;
         }
-        return Ok(report(
+        drop(lock);
+        return Ok(with_resurrected(
             dir,
-            &entry,
-            args.dry_run,
-            invalid_files,
-            recovered_run_id,
+            report(
+                dir,
+                &entry,
+                args.dry_run,
+                invalid_files,
+                recovered_run_id,
+                generation.value(),
+            ),
+            resurrection_check,
         ));
     }
 
@@ -254,9 +303,14 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
 
     if args.dry_run {
         entry.duration_ms = started.elapsed().as_millis() as u64;
+        drop(lock);
         return Ok(Report {
             daily_cutoff,
-            ..report(dir, &entry, true, invalid_files, None)
+            ..with_resurrected(
+                dir,
+                report(dir, &entry, true, invalid_files, None, generation.value()),
+                resurrection_check,
+            )
         });
     }
 
@@ -277,12 +331,102 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
         inspected,
         replacements,
         &mut journal,
+        &mut generation,
         started,
     )?;
+    // The archives never change, so they are read after the lock is
+    // released, where a slow read does not hold up the backend. The sessions
+    // that were active are now in this run's archive.
+    drop(lock);
+    let resurrection_check = resurrection_check.map(|check| ResurrectionCheck {
+        sessions_file: entry
+            .archives
+            .iter()
+            .find(|record| record.source == Source::Sessions && !record.late)
+            .map_or(check.sessions_file.clone(), |record| dir.join(&record.file)),
+        ..check
+    });
     Ok(Report {
         daily_cutoff,
-        ..report(dir, &entry, false, invalid_files, recovered_run_id)
+        ..with_resurrected(
+            dir,
+            report(
+                dir,
+                &entry,
+                false,
+                invalid_files,
+                recovered_run_id,
+                generation.value(),
+            ),
+            resurrection_check,
+        )
     })
+}
+
+/// What a reset found out about resurrected sessions while it scanned
+/// `scan_sessions.json`.
+struct ResurrectionCheck {
+    baseline: Baseline,
+    /// Sessions that the scanner found not modified since the baseline.
+    unmodified: u64,
+    /// The file that holds those sessions: the active file, or the archive
+    /// this reset moved them to.
+    sessions_file: PathBuf,
+}
+
+/// Confirms the resurrected sessions of `scan_sessions.json` against the
+/// previous reset's archive, logs a warning when there are any, and adds
+/// their count to `report`. Reads nothing when the scanner found every
+/// session modified since that reset. A failed check is logged and leaves
+/// the count `null`.
+fn with_resurrected(dir: &DataDir, mut report: Report, check: Option<ResurrectionCheck>) -> Report {
+    let Some(ResurrectionCheck {
+        baseline,
+        unmodified,
+        sessions_file,
+    }) = check
+    else {
+        return report;
+    };
+    report.resurrected_from = Some(baseline.run_id.clone());
+    let found = if unmodified == 0 {
+        Ok(resurrection::Found::default())
+    } else {
+        resurrection::find_candidates(&baseline, &sessions_file)
+            .and_then(|candidates| resurrection::confirm(dir, &baseline, candidates))
+    };
+    let found = match found {
+        Ok(found) => found,
+        Err(error) => {
+            log::warn!(
+                "cannot check {} for sessions that came back after reset {}: {}",
+                Source::Sessions.file_name(),
+                baseline.run_id,
+                crate::error::one_line(&error)
+            );
+            return report;
+        }
+    };
+    report.resurrected_sessions = Some(found.count);
+    if found.count > 0 {
+        let mut ids = found.session_ids.join(", ");
+        if found.count > found.session_ids.len() as u64 {
+            ids.push_str(", …");
+        }
+        let again = if report.dry_run {
+            "a reset would archive them a second time"
+        } else {
+            "this reset archived them a second time"
+        };
+        log::warn!(
+            "{} in {} had been archived by reset {} at {} and came back unchanged or older ({ids}): a process wrote sessions from memory back without reloading after that reset, and {again}. Make the backend take order-reset.lock and reload when order-reset.generation changes (README, \"Integrating the backend\")",
+            count_noun(found.count, "session"),
+            Source::Sessions.file_name(),
+            baseline.run_id,
+            baseline.reset_at
+        );
+    }
+    report
 }
 
 /// Returns the time of a journaled reset at or after `cutoff`, if any.
@@ -302,8 +446,15 @@ fn reset_since(
 }
 
 /// Opens an active file and, when it exists, copies it into a temporary
-/// archive (or only scans it in a dry run).
-fn inspect(dir: &DataDir, source: Source, dry_run: bool, force: bool) -> anyhow::Result<Inspected> {
+/// archive (or only scans it in a dry run). With `modified_cutoff`, the
+/// scanner also counts the entries not modified after it.
+fn inspect(
+    dir: &DataDir,
+    source: Source,
+    dry_run: bool,
+    force: bool,
+    modified_cutoff: Option<chrono::NaiveDateTime>,
+) -> anyhow::Result<Inspected> {
     let path = dir.join(source.file_name());
     let opened = atomic::open_regular(&path).map_err(|error| open_error(&path, error))?;
     let Some((mut file, metadata)) = opened else {
@@ -325,12 +476,14 @@ fn inspect(dir: &DataDir, source: Source, dry_run: bool, force: bool) -> anyhow:
         Some(temp)
     };
 
-    let copy = if force {
-        archive::copy_and_scan
-    } else {
-        archive::copy_and_scan_until_invalid
-    };
-    let copied = copy(&mut file, archive.as_ref().map(TempFile::file)).map_err(|error| {
+    let scanner = modified_cutoff.map_or_else(Scanner::new, Scanner::with_modified_cutoff);
+    let copied = archive::copy_and_scan_with(
+        &mut file,
+        archive.as_ref().map(TempFile::file),
+        scanner,
+        !force,
+    )
+    .map_err(|error| {
         io_failure(
             ErrorKind::Io,
             error,
@@ -491,8 +644,12 @@ fn commit(
     inspected: Vec<Inspected>,
     replacements: Vec<TempFile>,
     journal: &mut journal::Writer,
+    generation: &mut Generation,
     started: Instant,
 ) -> anyhow::Result<()> {
+    // Before anything visible changes, so that a backend that reads the new
+    // generation reloads, whatever happens to this run afterwards.
+    generation.bump(dir)?;
     let mut archives = Vec::new();
     let mut files = Vec::new();
     let mut old_files = Vec::new();
@@ -818,6 +975,7 @@ fn report(
     dry_run: bool,
     invalid_files: Vec<InvalidFile>,
     recovered_run_id: Option<String>,
+    generation: u64,
 ) -> Report {
     let archive_path = |source: Source| {
         entry
@@ -848,6 +1006,9 @@ fn report(
             .collect(),
         skipped: false,
         daily_cutoff: None,
+        generation,
+        resurrected_sessions: None,
+        resurrected_from: None,
     }
 }
 
@@ -900,6 +1061,14 @@ impl Render for Report {
         }
         for path in &self.late_archives {
             let _ = writeln!(out, "  written during the reset, kept in  {path}");
+        }
+        if let Some(count @ 1..) = self.resurrected_sessions {
+            let _ = writeln!(
+                out,
+                "  warning: {} had come back after reset {}",
+                count_noun(count, "session"),
+                self.resurrected_from.as_deref().unwrap_or_default()
+            );
         }
     }
 }

@@ -4,15 +4,16 @@
 //! so that a restore can itself be undone.
 //!
 //! Order of a restore, each step finished before the next starts:
-//! 1. take the exclusive lock, complete an interrupted reset or restore,
-//!    remove stale temporary files;
+//! 1. take the exclusive lock, read the generation, complete an interrupted
+//!    reset or restore, remove stale temporary files;
 //! 2. find the archives of the reset `ID` names;
 //! 3. for each active file, copy it into a temporary archive while validating
 //!    it. An empty or missing file gets the archive's exact bytes as its new
 //!    content, and a non-empty one, with `--merge`, the merge (see `merge`).
 //!    Both temporary files are synced, and nothing visible has changed yet;
-//! 4. rename the archives of the current content into place without
-//!    replacing anything, sync the directory, exchange each active file with
+//! 4. increase the generation (see `generation`), rename the archives of the
+//!    current content into place without replacing anything, sync the
+//!    directory, exchange each active file with
 //!    its new content, write the pending record, sync the directory, append
 //!    the journal line and remove the record (see `commit`).
 
@@ -31,6 +32,7 @@ use crate::clock;
 use crate::datadir::{ArchiveName, DataDir, Source};
 use crate::error::{ErrorKind, failure, io_failure};
 use crate::failpoint;
+use crate::generation::Generation;
 use crate::journal::{self, ArchiveRecord, Entry};
 use crate::lock;
 use crate::output::{Render, count_noun};
@@ -82,6 +84,9 @@ pub struct Report {
     /// Paths of `.late` archives: what a writer that ignores the lock wrote
     /// into an active file during this restore.
     pub late_archives: Vec<String>,
+    /// The reset generation after this run (see `order-reset.generation`);
+    /// a dry run reports the current one.
+    pub generation: u64,
 }
 
 /// Runs `restore` and returns its report.
@@ -111,6 +116,9 @@ pub fn run(dir: &DataDir, args: &RestoreArgs) -> anyhow::Result<Report> {
     };
     failpoint::check("after-lock")?;
     preconditions::preflight(dir, &sources)?;
+    // Read first, so that an invalid generation file stops the run before
+    // anything changes.
+    let mut generation = Generation::read(dir)?;
 
     let mut recovered_run_id = None;
     if args.dry_run {
@@ -121,7 +129,7 @@ pub fn run(dir: &DataDir, args: &RestoreArgs) -> anyhow::Result<Report> {
             );
         }
     } else {
-        recovered_run_id = pending::complete(dir)?;
+        recovered_run_id = pending::complete(dir, &mut generation)?;
         atomic::remove_stale_temps(dir).map_err(|error| {
             io_failure(
                 ErrorKind::Io,
@@ -166,6 +174,7 @@ pub fn run(dir: &DataDir, args: &RestoreArgs) -> anyhow::Result<Report> {
     }
 
     let mut report = report(dir, &entry, &targets, args.dry_run, recovered_run_id);
+    report.generation = generation.value();
     let changes = targets.iter().any(|target| target.action != Action::Keep);
     if args.dry_run {
         report.duration_ms = started.elapsed().as_millis() as u64;
@@ -183,6 +192,10 @@ pub fn run(dir: &DataDir, args: &RestoreArgs) -> anyhow::Result<Report> {
         return Ok(report);
     }
 
+    // Before anything visible changes, so that a backend that reads the new
+    // generation reloads, whatever happens to this run afterwards.
+    generation.bump(dir)?;
+    report.generation = generation.value();
     report.late_archives = commit::commit(dir, &mut entry, targets, &mut journal, &stamp, started)?;
     report.duration_ms = entry.duration_ms;
     report.run_id = entry.id.clone();
@@ -373,6 +386,7 @@ fn report(
         duration_ms: entry.duration_ms,
         recovered_run_id,
         late_archives: Vec::new(),
+        generation: 0,
     }
 }
 

@@ -40,6 +40,13 @@ const UNKNOWN_INDEX: u16 = 0;
 const OTHER_INDEX: u16 = 1;
 const FIRST_NAME_INDEX: u16 = 2;
 
+/// Entry member whose value [`Scanner::with_modified_cutoff`] compares with its cutoff.
+const MODIFIED_KEY: &[u8] = b"last_modified_at";
+
+/// Maximum length of a `last_modified_at` value kept for the comparison. Longer values are not
+/// in the backend's form, so the first bytes are enough to tell that.
+const MAX_MODIFIED_BYTES: usize = 40;
+
 /// Sentinel of `member_key_matched` once the key being read can no longer be `"status"`.
 const NO_MATCH: u8 = u8::MAX;
 
@@ -55,6 +62,10 @@ pub struct Summary {
     pub by_status: BTreeMap<String, u64>,
     /// Number of top-level members whose key had already appeared earlier in the file.
     pub duplicate_keys: u64,
+    /// With [`Scanner::with_modified_cutoff`]: entries whose `last_modified_at` is missing, not
+    /// a string of the form `YYYY-MM-DDTHH:MM:SS[.ffffff]`, or not after the cutoff. An entry
+    /// whose key repeats counts once for each time it appears. Always 0 without a cutoff.
+    pub unmodified_entries: u64,
     /// Total number of bytes fed.
     pub bytes: u64,
 }
@@ -139,6 +150,19 @@ pub struct Scanner {
     member_is_status: bool,
     /// Whether the current entry's last `"status"` member is a string, stored in `status`.
     status_is_string: bool,
+    /// `YYYY-MM-DDTHH:MM:SS.ffffff` of the cutoff given to [`Scanner::with_modified_cutoff`].
+    modified_cutoff: Option<String>,
+    /// Number of leading bytes of `"last_modified_at"` matched by the entry member key being
+    /// read, or [`NO_MATCH`]. Only kept with a cutoff.
+    modified_key_matched: u8,
+    /// Whether the last member key of the current entry was `"last_modified_at"`.
+    member_is_modified: bool,
+    /// Whether the current entry's last `"last_modified_at"` member is a string, stored in
+    /// `modified`.
+    modified_is_string: bool,
+    /// Decoded `last_modified_at` of the current entry, up to [`MAX_MODIFIED_BYTES`] bytes.
+    modified: Vec<u8>,
+    unmodified_entries: u64,
     /// Decoded status of the current entry, kept up to a few bytes past the length limit so it
     /// can be cut at a character boundary.
     status: Vec<u8>,
@@ -178,12 +202,31 @@ impl Scanner {
             member_key_matched: NO_MATCH,
             member_is_status: false,
             status_is_string: false,
+            modified_cutoff: None,
+            modified_key_matched: NO_MATCH,
+            member_is_modified: false,
+            modified_is_string: false,
+            modified: Vec::with_capacity(MAX_MODIFIED_BYTES),
+            unmodified_entries: 0,
             status: Vec::with_capacity(MAX_STATUS_BYTES + 4),
             entries: HashMap::default(),
             duplicate_keys: 0,
             status_counts: vec![0, 0],
             status_names: Vec::new(),
             status_indexes: HashMap::new(),
+        }
+    }
+
+    /// Creates a scanner that also counts the entries that were not modified after `cutoff`,
+    /// a local time, in [`Summary::unmodified_entries`].
+    ///
+    /// The backend writes `last_modified_at` as Python's `isoformat()` of a local time, such as
+    /// `2025-12-04T12:35:14.126823`. In that form, with zero to six fraction digits, comparing
+    /// the text with the cutoff's text compares the times, so no date is parsed per entry.
+    pub fn with_modified_cutoff(cutoff: chrono::NaiveDateTime) -> Scanner {
+        Scanner {
+            modified_cutoff: Some(cutoff.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
+            ..Scanner::new()
         }
     }
 
@@ -288,6 +331,7 @@ impl Scanner {
             entries: self.entries.len() as u64,
             by_status,
             duplicate_keys: self.duplicate_keys,
+            unmodified_entries: self.unmodified_entries,
             bytes: self.bytes,
         }
     }
@@ -734,6 +778,8 @@ impl Scanner {
             }
             self.role = if self.tracking && depth == 2 && self.member_is_status {
                 StringRole::StatusValue
+            } else if self.tracking && depth == 2 && self.member_is_modified {
+                StringRole::ModifiedValue
             } else {
                 StringRole::Value
             };
@@ -809,6 +855,7 @@ impl Scanner {
             1 => {
                 if kind == ValueKind::Object {
                     self.status_is_string = false;
+                    self.modified_is_string = false;
                 } else {
                     let message = format!(
                         "entry {} is {}, expected an object",
@@ -822,6 +869,10 @@ impl Scanner {
                 if self.member_is_status {
                     self.status_is_string = kind == ValueKind::String;
                     self.status.clear();
+                }
+                if self.member_is_modified {
+                    self.modified_is_string = kind == ValueKind::String;
+                    self.modified.clear();
                 }
             }
         }
@@ -843,6 +894,7 @@ impl Scanner {
             StringRole::EntryKey
         } else {
             self.member_key_matched = 0;
+            self.modified_key_matched = 0;
             StringRole::MemberKey
         };
     }
@@ -862,6 +914,7 @@ impl Scanner {
         self.flush_high_surrogate();
         if role == StringRole::MemberKey {
             self.member_is_status = usize::from(self.member_key_matched) == b"status".len();
+            self.member_is_modified = usize::from(self.modified_key_matched) == MODIFIED_KEY.len();
             return State::Colon;
         }
         if role == StringRole::EntryKey {
@@ -897,6 +950,14 @@ impl Scanner {
             self.status_counts[usize::from(previous)] -= 1;
         }
         self.status_counts[usize::from(index)] += 1;
+        if let Some(cutoff) = &self.modified_cutoff {
+            let modified_after = self.modified_is_string
+                && is_isoformat_time(&self.modified)
+                && self.modified.as_slice() > cutoff.as_bytes();
+            if !modified_after {
+                self.unmodified_entries += 1;
+            }
+        }
     }
 
     /// Returns the index of the current entry's status, adding the name if it is new.
@@ -935,6 +996,11 @@ impl Scanner {
             StringRole::StatusValue => {
                 let room = (MAX_STATUS_BYTES + 4).saturating_sub(self.status.len());
                 self.status.extend_from_slice(&text[..room.min(text.len())]);
+            }
+            StringRole::ModifiedValue => {
+                let room = MAX_MODIFIED_BYTES.saturating_sub(self.modified.len());
+                self.modified
+                    .extend_from_slice(&text[..room.min(text.len())]);
             }
             StringRole::Value | StringRole::Key => {}
         }
@@ -991,22 +1057,19 @@ impl Scanner {
                 self.key.push_fingerprint(&encoded);
                 self.key.push_display(REPLACEMENT);
             }
-            StringRole::MemberKey => self.member_key_matched = NO_MATCH,
-            StringRole::StatusValue => self.push_decoded(REPLACEMENT),
+            StringRole::MemberKey => {
+                self.member_key_matched = NO_MATCH;
+                self.modified_key_matched = NO_MATCH;
+            }
+            StringRole::StatusValue | StringRole::ModifiedValue => self.push_decoded(REPLACEMENT),
             StringRole::Value | StringRole::Key => {}
         }
     }
 
     fn match_member_key(&mut self, text: &[u8]) {
-        const STATUS: &[u8] = b"status";
-        let matched = usize::from(self.member_key_matched);
-        if matched <= STATUS.len()
-            && STATUS.len() - matched >= text.len()
-            && STATUS[matched..matched + text.len()] == *text
-        {
-            self.member_key_matched = (matched + text.len()) as u8;
-        } else {
-            self.member_key_matched = NO_MATCH;
+        self.member_key_matched = match_more(b"status", self.member_key_matched, text);
+        if self.modified_cutoff.is_some() {
+            self.modified_key_matched = match_more(MODIFIED_KEY, self.modified_key_matched, text);
         }
     }
 
@@ -1222,6 +1285,8 @@ enum StringRole {
     MemberKey,
     /// The value of an entry's `"status"` member.
     StatusValue,
+    /// The value of an entry's `"last_modified_at"` member, read with a cutoff.
+    ModifiedValue,
 }
 
 impl StringRole {
@@ -1553,6 +1618,43 @@ fn skip_plain_string_bytes(input: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Returns how many leading bytes of `key` are matched once `text` follows the `matched` bytes
+/// matched so far, or [`NO_MATCH`] when `text` does not continue `key`.
+fn match_more(key: &[u8], matched: u8, text: &[u8]) -> u8 {
+    let matched = usize::from(matched);
+    if matched <= key.len() && key.len() - matched >= text.len() && key[matched..].starts_with(text)
+    {
+        (matched + text.len()) as u8
+    } else {
+        NO_MATCH
+    }
+}
+
+/// Returns whether `text` is `YYYY-MM-DDTHH:MM:SS` with an optional `.` and one to six digits,
+/// the form in which comparing two times as text compares them as times.
+fn is_isoformat_time(text: &[u8]) -> bool {
+    const PATTERN: &[u8] = b"0000-00-00T00:00:00";
+    if text.len() < PATTERN.len() {
+        return false;
+    }
+    let (time, fraction) = text.split_at(PATTERN.len());
+    let time_matches = time.iter().zip(PATTERN).all(|(&b, &p)| {
+        if p == b'0' {
+            b.is_ascii_digit()
+        } else {
+            b == p
+        }
+    });
+    let fraction_matches = match fraction.split_first() {
+        None => true,
+        Some((b'.', digits)) => {
+            (1..=6).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit)
+        }
+        Some(_) => false,
+    };
+    time_matches && fraction_matches
+}
+
 fn skip_digits(input: &[u8], mut i: usize) -> usize {
     while i < input.len() && input[i].is_ascii_digit() {
         i += 1;
@@ -1597,6 +1699,87 @@ mod tests {
             Ok(summary) => summary,
             Err(error) => panic!("scan of {input:?} failed: {error}"),
         }
+    }
+
+    /// Counts the unmodified entries of `input` fed in pieces of `piece` bytes, with the cutoff
+    /// 2026-12-04T00:00:01.5.
+    fn unmodified(input: &str, piece: usize) -> u64 {
+        let cutoff = chrono::NaiveDateTime::parse_from_str(
+            "2026-12-04T00:00:01.500000",
+            "%Y-%m-%dT%H:%M:%S%.f",
+        )
+        .unwrap();
+        let mut scanner = Scanner::with_modified_cutoff(cutoff);
+        for chunk in input.as_bytes().chunks(piece) {
+            scanner.feed(chunk).unwrap();
+        }
+        scanner.finish().unwrap().unmodified_entries
+    }
+
+    #[test]
+    fn modified_cutoff_counts_entries_not_after_it() {
+        let cases = [
+            (
+                r#"{"a": {"last_modified_at": "2026-12-04T00:00:01.500001"}}"#,
+                0,
+            ),
+            (r#"{"a": {"last_modified_at": "2026-12-04T00:00:01.6"}}"#, 0),
+            (r#"{"a": {"last_modified_at": "2026-12-04T00:00:02"}}"#, 0),
+            (r#"{"a": {"last_modified_at": "2026-12-04T00:00:01.5"}}"#, 1),
+            (
+                r#"{"a": {"last_modified_at": "2026-12-04T00:00:01.500000"}}"#,
+                1,
+            ),
+            (r#"{"a": {"last_modified_at": "2026-12-04T00:00:01"}}"#, 1),
+            (
+                r#"{"a": {"last_modified_at": "2025-12-31T23:59:59.999999"}}"#,
+                1,
+            ),
+            (r#"{"a": {"status": "draft"}}"#, 1),
+            (r#"{"a": {"last_modified_at": null}}"#, 1),
+            (r#"{"a": {"last_modified_at": "2026-12-04 00:00:02"}}"#, 1),
+            (
+                r#"{"a": {"last_modified_at": "2026-12-04T00:00:02+00:00"}}"#,
+                1,
+            ),
+            (
+                r#"{"a": {"last_modified_at": "2026-12-04T00:00:02.1234567"}}"#,
+                1,
+            ),
+            (r#"{"a": {"last_modified_at": "2026-12-04T00:00:02."}}"#, 1),
+            (
+                r#"{"a": {"last_modified_at": "\u0032026-12-04T00:00:02"}}"#,
+                0,
+            ),
+            (
+                r#"{"a": {"x": {"last_modified_at": "2026-12-04T00:00:02"}}}"#,
+                1,
+            ),
+            (
+                r#"{"a": {"last_modified_at": "2026-12-04T00:00:02", "last_modified_at": "2020-01-01T00:00:00"}}"#,
+                1,
+            ),
+            (
+                r#"{"a": {"last_modified_at": "2020-01-01T00:00:00"}, "b": {"last_modified_at": "2027-01-01T00:00:00"}, "c": {}}"#,
+                2,
+            ),
+        ];
+        for (input, expected) in cases {
+            for piece in [1, 3, input.len()] {
+                assert_eq!(
+                    unmodified(input, piece),
+                    expected,
+                    "{input} in pieces of {piece}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unmodified_entries_need_a_cutoff() {
+        let summary =
+            scan(br#"{"a": {"last_modified_at": "2020-01-01T00:00:00"}, "b": {}}"#).unwrap();
+        assert_eq!(summary.unmodified_entries, 0);
     }
 
     fn scan_error(input: impl AsRef<[u8]>) -> ScanError {
@@ -2488,6 +2671,7 @@ mod tests {
             entries: entries.len() as u64,
             by_status,
             duplicate_keys: (members - entries.len()) as u64,
+            unmodified_entries: 0,
             bytes: document.len() as u64,
         }
     }

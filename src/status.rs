@@ -1,6 +1,7 @@
-//! The `status` command: the active files, the last reset, the archives and
-//! the lock, read without changing anything. A file that cannot be read or
-//! parsed is reported in the output, not raised as an error.
+//! The `status` command: the active files, the last reset, the archives, the
+//! lock, the reset generation and resurrected sessions, read without changing
+//! anything. A file that cannot be read or parsed is reported in the output,
+//! not raised as an error.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -14,10 +15,13 @@ use crate::atomic;
 use crate::cli::StatusArgs;
 use crate::clock;
 use crate::datadir::{DataDir, Source};
+use crate::generation;
 use crate::journal;
 use crate::lock::{self, LockState};
 use crate::output::{Render, count_noun, format_age, format_counts, format_size};
 use crate::pending;
+use crate::resurrection::{self, Baseline};
+use crate::scan::Scanner;
 
 /// Version of the `status --json` document.
 pub const STATUS_SCHEMA_VERSION: u32 = 1;
@@ -40,8 +44,40 @@ pub struct Report {
     pub pending_error: Option<String>,
     /// Journal lines that could not be parsed, as `line N: error`.
     pub journal_errors: Vec<String>,
-    /// The monitoring check, present with `--max-age` or `--max-lock-age`.
+    /// The reset generation in `order-reset.generation`, 0 when the file is
+    /// missing; `null` when it cannot be used.
+    pub generation: Option<u64>,
+    /// The reason `order-reset.generation` cannot be used. Resets and
+    /// restores stop until it is fixed.
+    pub generation_error: Option<String>,
+    /// Sessions that the last reset archived and that are active again.
+    pub resurrection: Resurrection,
+    /// The monitoring check, present with `--max-age` or `--max-lock-age`,
+    /// and whenever it finds a problem that is always checked, such as
+    /// resurrected sessions.
     pub check: Option<Check>,
+}
+
+/// The comparison of `scan_sessions.json` with the sessions archive of the
+/// most recent reset that archived sessions.
+#[derive(Debug, Default, Serialize)]
+pub struct Resurrection {
+    /// Whether the comparison was made.
+    pub checked: bool,
+    /// Active sessions that the reset archived and that came back unchanged
+    /// or older.
+    pub count: u64,
+    /// The first of their ids in archive order, at most five.
+    pub session_ids: Vec<String>,
+    /// Run id of the reset compared with.
+    pub run_id: Option<String>,
+    /// Time of that reset, RFC 3339.
+    pub reset_at: Option<String>,
+    /// The reason no comparison was made, such as no reset having archived
+    /// sessions.
+    pub not_checked: Option<String>,
+    /// The reason the comparison failed, such as a missing archive.
+    pub error: Option<String>,
 }
 
 /// A monitoring check in the monitoring-plugin convention (Nagios, Icinga,
@@ -71,6 +107,10 @@ pub struct FileStatus {
     pub by_status: BTreeMap<String, u64>,
     /// The reason the file could not be read or parsed.
     pub error: Option<String>,
+    /// Entries not modified since the last reset, when the scan compared
+    /// them with it (see `Scanner::with_modified_cutoff`).
+    #[serde(skip)]
+    unmodified_entries: u64,
 }
 
 /// The newest reset in the journal.
@@ -101,27 +141,32 @@ pub fn run(dir: &DataDir, args: &StatusArgs) -> anyhow::Result<Report> {
     // A shared lock waits for a write in progress, so that a file is not
     // reported invalid only because it was read half-written. Status still
     // reports when the lock stays busy.
-    let _shared = lock::acquire_shared_if_exists(dir, Duration::from_secs(2))
+    let shared = lock::acquire_shared_if_exists(dir, Duration::from_secs(2))
         .inspect_err(|error| log::debug!("reading without the lock: {error:#}"))
         .ok()
         .flatten();
 
-    let sessions = file_status(dir, Source::Sessions);
-    let takeover_requests = file_status(dir, Source::Takeovers);
-
     let mut journal_errors = Vec::new();
+    let lines = journal::read_all(dir).unwrap_or_else(|error| {
+        journal_errors.push(crate::error::one_line(&error));
+        Vec::new()
+    });
+    let baseline = resurrection::find_baseline(&lines);
+    let cutoff = baseline.as_ref().ok().map(Baseline::modified_cutoff);
+    let sessions = file_status(dir, Source::Sessions, cutoff);
+    let takeover_requests = file_status(dir, Source::Takeovers, None);
+    let (generation, generation_error) = match generation::read(dir) {
+        Ok(value) => (Some(value), None),
+        Err(error) => (None, Some(crate::error::one_line(&error))),
+    };
+
     let mut last_reset = None;
-    match journal::read_all(dir) {
-        Ok(lines) => {
-            for line in lines {
-                match line.entry {
-                    Ok(entry) if entry.is_reset() => last_reset = Some(entry),
-                    Ok(_) => {}
-                    Err(error) => journal_errors.push(format!("line {}: {error}", line.number)),
-                }
-            }
+    for line in lines {
+        match line.entry {
+            Ok(entry) if entry.is_reset() => last_reset = Some(entry),
+            Ok(_) => {}
+            Err(error) => journal_errors.push(format!("line {}: {error}", line.number)),
         }
-        Err(error) => journal_errors.push(crate::error::one_line(&error)),
     }
     let now = clock::now();
     let last_reset = last_reset.map(|entry| LastReset {
@@ -162,8 +207,14 @@ pub fn run(dir: &DataDir, args: &StatusArgs) -> anyhow::Result<Report> {
         Err(error) => (None, Some(crate::error::one_line(&error))),
     };
 
-    let check = (args.max_age.is_some() || args.max_lock_age.is_some())
-        .then(|| check(args, last_reset.as_ref(), &lock_state));
+    // Archives never change, so the archive is read without holding the
+    // shared lock, which would make backend writes wait.
+    drop(shared);
+    let resurrection = compare_with_archive(dir, baseline, &sessions);
+
+    let check = check(args, last_reset.as_ref(), &lock_state, &resurrection);
+    let limits_given = args.max_age.is_some() || args.max_lock_age.is_some();
+    let check = (limits_given || check.exit_code != 0).then_some(check);
 
     Ok(Report {
         check,
@@ -177,11 +228,77 @@ pub fn run(dir: &DataDir, args: &StatusArgs) -> anyhow::Result<Report> {
         pending_reset,
         pending_error,
         journal_errors,
+        generation,
+        generation_error,
+        resurrection,
     })
 }
 
-/// Checks the age of the last reset and of the lock against the limits.
-fn check(args: &StatusArgs, last_reset: Option<&LastReset>, lock: &LockState) -> Check {
+/// Looks for resurrected sessions in `scan_sessions.json` and confirms them
+/// against the baseline reset's archive. Reads nothing more when the scan
+/// found every session modified since that reset.
+fn compare_with_archive(
+    dir: &DataDir,
+    baseline: Result<Baseline, String>,
+    sessions: &FileStatus,
+) -> Resurrection {
+    let baseline = match baseline {
+        Ok(baseline) => baseline,
+        Err(reason) => {
+            return Resurrection {
+                not_checked: Some(reason),
+                ..Resurrection::default()
+            };
+        }
+    };
+    let mut report = Resurrection {
+        run_id: Some(baseline.run_id.clone()),
+        reset_at: Some(baseline.reset_at.clone()),
+        ..Resurrection::default()
+    };
+    if sessions.error.is_some() {
+        report.not_checked = Some(format!(
+            "{} is invalid or cannot be read",
+            Source::Sessions.file_name()
+        ));
+        return report;
+    }
+    if sessions.unmodified_entries == 0 {
+        report.checked = true;
+        return report;
+    }
+    let candidates =
+        match resurrection::find_candidates(&baseline, &dir.join(Source::Sessions.file_name())) {
+            Ok(candidates) => candidates,
+            Err(error) => {
+                report.error = Some(crate::error::one_line(&error));
+                return report;
+            }
+        };
+    log::debug!(
+        "{} active sessions were last modified before reset {} ended, or have no readable time",
+        candidates.len(),
+        baseline.run_id
+    );
+    match resurrection::confirm(dir, &baseline, candidates) {
+        Ok(found) => {
+            report.checked = true;
+            report.count = found.count;
+            report.session_ids = found.session_ids;
+        }
+        Err(error) => report.error = Some(crate::error::one_line(&error)),
+    }
+    report
+}
+
+/// Checks the age of the last reset and of the lock against the limits, and
+/// the active sessions for resurrected ones.
+fn check(
+    args: &StatusArgs,
+    last_reset: Option<&LastReset>,
+    lock: &LockState,
+    resurrection: &Resurrection,
+) -> Check {
     let mut code = 0u8;
     let mut messages = Vec::new();
     if let Some(max_age) = args.max_age {
@@ -229,6 +346,19 @@ fn check(args: &StatusArgs, last_reset: Option<&LastReset>, lock: &LockState) ->
             None => messages.push("lock held, for an unknown time".to_string()),
         }
     }
+    if resurrection.count > 0 {
+        code = code.max(2);
+        messages.push(format!(
+            "{} archived by reset {} active again ({})",
+            count_noun(resurrection.count, "session"),
+            resurrection.run_id.as_deref().unwrap_or_default(),
+            sample_ids(resurrection)
+        ));
+    }
+    if let Some(error) = &resurrection.error {
+        code = code.max(3);
+        messages.push(format!("cannot check for resurrected sessions: {error}"));
+    }
     Check {
         state: CHECK_STATES[code as usize],
         exit_code: code,
@@ -236,7 +366,22 @@ fn check(args: &StatusArgs, last_reset: Option<&LastReset>, lock: &LockState) ->
     }
 }
 
-fn file_status(dir: &DataDir, source: Source) -> FileStatus {
+/// Lists the first resurrected ids, with `…` when there are more.
+fn sample_ids(resurrection: &Resurrection) -> String {
+    let mut text = resurrection.session_ids.join(", ");
+    if resurrection.count > resurrection.session_ids.len() as u64 {
+        text.push_str(", …");
+    }
+    text
+}
+
+/// Reads one active file. With `modified_cutoff`, the scan also counts the
+/// entries not modified after it.
+fn file_status(
+    dir: &DataDir,
+    source: Source,
+    modified_cutoff: Option<chrono::NaiveDateTime>,
+) -> FileStatus {
     let path = dir.join(source.file_name());
     let mut status = FileStatus {
         file: path.display().to_string(),
@@ -246,6 +391,7 @@ fn file_status(dir: &DataDir, source: Source) -> FileStatus {
         entries: None,
         by_status: BTreeMap::new(),
         error: None,
+        unmodified_entries: 0,
     };
     let (mut file, metadata) = match atomic::open_regular(&path) {
         Ok(Some(opened)) => opened,
@@ -265,17 +411,40 @@ fn file_status(dir: &DataDir, source: Source) -> FileStatus {
             time.fixed_offset()
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
         });
-    match archive::copy_and_scan_until_invalid(&mut file, None) {
+    let scanner = modified_cutoff.map_or_else(Scanner::new, Scanner::with_modified_cutoff);
+    match archive::copy_and_scan_with(&mut file, None, scanner, true) {
         Ok(copied) => match copied.scan {
             Ok(summary) => {
                 status.entries = Some(summary.entries);
                 status.by_status = summary.by_status;
+                status.unmodified_entries = summary.unmodified_entries;
             }
             Err(error) => status.error = Some(format!("invalid: {error}")),
         },
         Err(error) => status.error = Some(format!("cannot read: {error}")),
     }
     status
+}
+
+impl Resurrection {
+    /// Describes the comparison in one line for the human report.
+    fn describe(&self) -> String {
+        let run_id = self.run_id.as_deref().unwrap_or_default();
+        if let Some(error) = &self.error {
+            return format!("cannot check: {error}");
+        }
+        if let Some(reason) = &self.not_checked {
+            return format!("not checked: {reason}");
+        }
+        if self.count == 0 {
+            return format!("none since reset {run_id}");
+        }
+        format!(
+            "{} archived by reset {run_id} active again, unchanged or older: {}; a process wrote sessions back without reloading after the reset",
+            count_noun(self.count, "session"),
+            sample_ids(self)
+        )
+    }
 }
 
 fn render_file(out: &mut String, label: &str, noun: &str, file: &FileStatus) {
@@ -357,6 +526,14 @@ impl Render for Report {
         for error in &self.journal_errors {
             let _ = writeln!(out, "{:<19}{error}", "journal");
         }
+        let generation = match (&self.generation, &self.generation_error) {
+            (_, Some(error)) => error.clone(),
+            (Some(0), None) => "0 (no generation file yet)".to_string(),
+            (Some(value), None) => value.to_string(),
+            (None, None) => "unknown".to_string(),
+        };
+        let _ = writeln!(out, "{:<19}{generation}", "generation");
+        let _ = writeln!(out, "{:<19}{}", "resurrected", self.resurrection.describe());
     }
 
     fn exit_code(&self) -> u8 {

@@ -14,6 +14,7 @@ pub const SESSIONS: &str = "scan_sessions.json";
 pub const TAKEOVERS: &str = "takeover_requests.json";
 pub const JOURNAL: &str = "order-reset-journal.jsonl";
 pub const LOCK: &str = "order-reset.lock";
+pub const GENERATION: &str = "order-reset.generation";
 
 /// Environment variables that would change the binary's behaviour and must
 /// not leak in from the shell that runs the tests.

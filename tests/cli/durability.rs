@@ -1,7 +1,8 @@
 //! The durability order of a reset, checked on a traced real run: power loss
 //! cannot be simulated here, so strace records the system calls and the test
 //! checks that every file is synced before its rename, the directory after
-//! it, and no active file is replaced before its archive is durable.
+//! it, and no active file is replaced before its archive and the increased
+//! generation are durable.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -126,6 +127,7 @@ fn reset_syncs_in_durable_order() {
     // Renames not yet followed by a sync of the data directory.
     let mut unsynced_renames: Vec<String> = Vec::new();
     let mut durable_archives: Vec<String> = Vec::new();
+    let mut durable_generation = false;
     let mut renames = 0;
     let mut active_replaced = 0;
     let mut journal_synced_after_replace = false;
@@ -147,6 +149,9 @@ fn reset_syncs_in_durable_order() {
                 };
                 if *directory {
                     for name in unsynced_renames.drain(..) {
+                        if name == crate::common::GENERATION {
+                            durable_generation = true;
+                        }
                         if name.contains("_history_") {
                             durable_archives.push(name);
                         }
@@ -176,6 +181,10 @@ fn reset_syncs_in_durable_order() {
                         durable_archives.iter().any(|name| name.starts_with(prefix)),
                         "{target} replaced before its archive was durable"
                     );
+                    assert!(
+                        durable_generation,
+                        "{target} replaced before the increased generation was durable"
+                    );
                 }
                 unsynced_renames.push(target);
             }
@@ -191,7 +200,9 @@ fn reset_syncs_in_durable_order() {
         "journal not synced after the reset: {trace}"
     );
     assert_eq!(durable_archives.len(), 2, "{durable_archives:?}");
-    // Pending record, two archives, two active files, journal head.
-    assert_eq!(renames, 6, "{trace}");
+    // Generation, pending record, two archives, two active files, journal head.
+    assert_eq!(renames, 7, "{trace}");
+    assert!(durable_generation, "generation never renamed into place");
     assert_eq!(dir.read(SESSIONS), b"{}");
+    assert_eq!(dir.read(crate::common::GENERATION), b"1\n");
 }

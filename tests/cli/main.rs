@@ -1,6 +1,7 @@
 //! Integration tests: the built binary on real files in temporary data
 //! directories, with real processes for locking and concurrency.
 
+mod backend;
 mod bad_input;
 mod common;
 mod concurrency;

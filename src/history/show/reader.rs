@@ -6,8 +6,15 @@
 //! `history show` and `history search` print. Memory does not grow with the
 //! archive or with the size of one session, apart from the captured values,
 //! which are capped at [`MAX_VALUE_BYTES`] each.
+//!
+//! `status` and `reset` also use the walker on the active sessions file and
+//! on an archive, to find sessions that a reset archived and that came back
+//! (see `resurrection`). They can ask it for the SHA-256 of each session's
+//! text.
 
 use std::io::{self, Read};
+
+use sha2::{Digest, Sha256};
 
 use crate::scan::{ScanError, Scanner, Summary};
 
@@ -51,6 +58,9 @@ pub struct Session {
     pub last_modified_by: Option<String>,
     pub started_at: Option<String>,
     pub last_modified_at: Option<String>,
+    /// SHA-256 of the session's JSON text as stored, from its `{` to its
+    /// `}`; `None` unless the walker was built with [`Walker::hashing_sessions`].
+    pub content_sha256: Option<[u8; 32]>,
 }
 
 impl Session {
@@ -75,6 +85,7 @@ impl Session {
             last_modified_by,
             started_at,
             last_modified_at,
+            content_sha256: None,
         }
     }
 }
@@ -132,7 +143,7 @@ enum Target {
 /// not panic on other input (a property test feeds it random bytes). Input
 /// that is valid JSON but not an object of objects produces no sessions for
 /// the parts in the wrong shape.
-struct Walker {
+pub struct Walker {
     /// Number of open objects and arrays: 1 inside the top-level object, 2
     /// inside a session.
     depth: usize,
@@ -155,10 +166,14 @@ struct Walker {
     /// Index in [`FIELD_NAMES`] of the current session member's name.
     member_field: Option<usize>,
     fields: [Option<String>; 8],
+    /// Whether each session's text is hashed.
+    hash_sessions: bool,
+    /// Hash of the text of the session being read, while one is open.
+    session_hasher: Option<Sha256>,
 }
 
 impl Walker {
-    fn new() -> Walker {
+    pub fn new() -> Walker {
         Walker {
             depth: 0,
             top_is_object: false,
@@ -173,10 +188,25 @@ impl Walker {
             key: String::new(),
             member_field: None,
             fields: Default::default(),
+            hash_sessions: false,
+            session_hasher: None,
         }
     }
 
-    fn walk(&mut self, chunk: &[u8], on_session: &mut impl FnMut(Session)) {
+    /// Returns a walker that also sets [`Session::content_sha256`].
+    pub fn hashing_sessions() -> Walker {
+        Walker {
+            hash_sessions: true,
+            ..Walker::new()
+        }
+    }
+
+    /// Walks the next chunk of the file and calls `on_session` for each
+    /// session that ends in it.
+    pub fn walk(&mut self, chunk: &[u8], on_session: &mut impl FnMut(Session)) {
+        // Start in this chunk of the session text not hashed yet. A session
+        // that began in an earlier chunk continues at 0.
+        let mut hash_from = 0;
         let mut i = 0;
         while i < chunk.len() {
             if self.in_string {
@@ -203,12 +233,28 @@ impl Walker {
             i += 1;
             match b {
                 b'"' => self.begin_string(),
-                b'{' | b'[' => self.open(b == b'{'),
-                b'}' | b']' => self.close(on_session),
+                b'{' | b'[' => {
+                    self.open(b == b'{');
+                    if self.hash_sessions && self.depth == 2 && self.in_session {
+                        self.session_hasher = Some(Sha256::new());
+                        hash_from = i - 1;
+                    }
+                }
+                b'}' | b']' => {
+                    if self.depth == 2
+                        && let Some(hasher) = &mut self.session_hasher
+                    {
+                        hasher.update(&chunk[hash_from..i]);
+                    }
+                    self.close(on_session);
+                }
                 b':' => self.after_colon = true,
                 b',' | b' ' | b'\n' | b'\r' | b'\t' => {}
                 _ => self.begin_scalar(b),
             }
+        }
+        if let Some(hasher) = &mut self.session_hasher {
+            hasher.update(&chunk[hash_from.min(chunk.len())..]);
         }
     }
 
@@ -367,7 +413,12 @@ impl Walker {
         if self.depth == 1 && self.in_session {
             self.in_session = false;
             let fields = std::mem::take(&mut self.fields);
-            on_session(Session::from_fields(std::mem::take(&mut self.key), fields));
+            let mut session = Session::from_fields(std::mem::take(&mut self.key), fields);
+            session.content_sha256 = self
+                .session_hasher
+                .take()
+                .map(|hasher| hasher.finalize().into());
+            on_session(session);
         }
     }
 }
@@ -547,6 +598,7 @@ mod tests {
                 last_modified_by: text("admin"),
                 started_at: text("2026-03-02T08:14:03.120311"),
                 last_modified_at: None,
+                content_sha256: None,
             },
             Session {
                 key: "b".to_string(),
@@ -629,6 +681,32 @@ mod tests {
                 walker.walk(piece, &mut |_| {});
             }
         }
+    }
+
+    #[test]
+    fn session_hash_covers_exact_text() {
+        let first = "{\n    \"status\": \"draft\",\n    \"items\": [{\"sku\": \"}\"}]\n  }";
+        let second = "{}";
+        let input = format!("{{\n  \"a\": {first},\n  \"b\": {second}\n}}");
+        let expected: Vec<[u8; 32]> = [first, second]
+            .iter()
+            .map(|text| Sha256::digest(text.as_bytes()).into())
+            .collect();
+        for chunk in [1, 2, 5, 16, input.len()] {
+            let mut walker = Walker::hashing_sessions();
+            let mut hashes = Vec::new();
+            for piece in input.as_bytes().chunks(chunk) {
+                walker.walk(piece, &mut |session| hashes.push(session.content_sha256));
+            }
+            let hashes: Vec<[u8; 32]> = hashes.into_iter().map(Option::unwrap).collect();
+            assert_eq!(hashes, expected, "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn plain_walker_hashes_nothing() {
+        let sessions = sessions_of(br#"{"a": {"status": "draft"}}"#, 3).unwrap();
+        assert_eq!(sessions[0].content_sha256, None);
     }
 
     #[test]
