@@ -18,6 +18,7 @@ use std::thread;
 
 use sha2::{Digest, Sha256};
 
+use crate::failpoint;
 use crate::journal::hex;
 use crate::scan::{ScanError, Scanner, Summary};
 
@@ -76,12 +77,29 @@ pub fn copy_and_scan_with(
     let (free_sender, free_receiver) = mpsc::channel::<Vec<u8>>();
     let (scan_sender, scan_receiver) = mpsc::sync_channel::<Arc<Chunk>>(BUFFERS);
     let (hash_sender, hash_receiver) = mpsc::sync_channel::<Arc<Chunk>>(BUFFERS);
+    // The scanner goes to its thread only once the thread runs, so that it
+    // is still here for the one-thread pass when the thread cannot start.
+    let (scanner_sender, scanner_receiver) = mpsc::channel::<Scanner>();
 
     thread::scope(|scope| {
-        let scan_free = free_sender.clone();
+        let hash_free = free_sender.clone();
+        let hash_thread = spawn(scope, "sha256", move || {
+            let mut hasher = Sha256::new();
+            for chunk in hash_receiver {
+                hasher.update(chunk.bytes());
+                recycle(chunk, &hash_free);
+            }
+            hasher.finalize()
+        });
+        let Some(hash_thread) = hash_thread else {
+            return copy_and_scan_inline(input, output, scanner, stop_when_invalid);
+        };
+        let scan_free = free_sender;
         let invalid = &invalid;
-        let scan_thread = scope.spawn(move || {
-            let mut scanner = scanner;
+        let scan_thread = spawn(scope, "scan", move || {
+            let mut scanner = scanner_receiver
+                .recv()
+                .expect("the scanner is sent once this thread runs");
             let mut error = None;
             for chunk in scan_receiver {
                 if error.is_none()
@@ -97,15 +115,14 @@ pub fn copy_and_scan_with(
                 None => scanner.finish(),
             }
         });
-        let hash_free = free_sender;
-        let hash_thread = scope.spawn(move || {
-            let mut hasher = Sha256::new();
-            for chunk in hash_receiver {
-                hasher.update(chunk.bytes());
-                recycle(chunk, &hash_free);
-            }
-            hasher.finalize()
-        });
+        let Some(scan_thread) = scan_thread else {
+            drop(hash_sender);
+            join(hash_thread);
+            return copy_and_scan_inline(input, output, scanner, stop_when_invalid);
+        };
+        scanner_sender
+            .send(scanner)
+            .expect("the scan thread waits for the scanner");
 
         let stop = || stop_when_invalid && invalid.load(Ordering::Relaxed);
         let read = read_chunks(input, output, &free_receiver, stop, |chunk| {
@@ -123,6 +140,68 @@ pub fn copy_and_scan_with(
             sha256: hex(&digest),
             scan,
         })
+    })
+}
+
+/// Starts a consumer thread of the pass, or returns `None`, with a warning,
+/// when the system cannot start one, as under a low limit on processes.
+fn spawn<'scope, T: Send + 'scope>(
+    scope: &'scope thread::Scope<'scope, '_>,
+    name: &str,
+    work: impl FnOnce() -> T + Send + 'scope,
+) -> Option<thread::ScopedJoinHandle<'scope, T>> {
+    let started = failpoint::check("copy-thread").and_then(|()| {
+        thread::Builder::new()
+            .name(format!("order-reset-{name}"))
+            .spawn_scoped(scope, work)
+    });
+    match started {
+        Ok(handle) => Some(handle),
+        Err(error) => {
+            log::warn!("cannot start a thread to copy and check files ({error}); using one thread");
+            None
+        }
+    }
+}
+
+/// Does the whole pass on the calling thread, for when no thread can start.
+fn copy_and_scan_inline(
+    input: &mut File,
+    mut output: Option<&File>,
+    mut scanner: Scanner,
+    stop_when_invalid: bool,
+) -> io::Result<Copied> {
+    let mut hasher = Sha256::new();
+    let mut error = None;
+    let mut buffer = vec![0u8; CHUNK];
+    let mut bytes = 0u64;
+    loop {
+        let len = fill(input, &mut buffer)?;
+        if len == 0 {
+            break;
+        }
+        let chunk = &buffer[..len];
+        if let Some(file) = output.as_mut() {
+            file.write_all(chunk)?;
+        }
+        hasher.update(chunk);
+        bytes += len as u64;
+        if error.is_none()
+            && let Err(scan_error) = scanner.feed(chunk)
+        {
+            error = Some(scan_error);
+        }
+        if stop_when_invalid && error.is_some() {
+            break;
+        }
+    }
+    Ok(Copied {
+        bytes,
+        sha256: hex(&hasher.finalize()),
+        scan: match error {
+            Some(error) => Err(error),
+            None => scanner.finish(),
+        },
     })
 }
 

@@ -27,6 +27,9 @@ pub const POINTS: &[&str] = &[
     "after-replace-sessions",
     "after-replace",
     "after-journal",
+    // Not a step boundary: makes starting a thread of the copy pass fail,
+    // in every command that reads a data file.
+    "copy-thread",
 ];
 
 /// Fails with the configured action when `name` is the selected failpoint.

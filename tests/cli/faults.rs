@@ -163,3 +163,41 @@ fn failpoint_names_match_the_binary() {
         assert!(source.contains(&format!("\"{point}\"")), "{point}");
     }
 }
+
+#[test]
+fn copy_without_threads_gives_same_result() {
+    let mut journals = Vec::new();
+    for failpoint in [None, Some("copy-thread:error")] {
+        let dir = DataDir::new();
+        dir.copy_in(&sample_data().join(SESSIONS), SESSIONS);
+        dir.copy_in(&sample_data().join(TAKEOVERS), TAKEOVERS);
+        let mut command = dir.command(&["reset"]);
+        command.env("ORDER_RESET_NOW", NOW);
+        if let Some(failpoint) = failpoint {
+            command.env("ORDER_RESET_FAILPOINT", failpoint);
+        }
+        let output = command.output().unwrap();
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        let warned = stderr(&output).contains("cannot start a thread");
+        assert_eq!(warned, failpoint.is_some(), "{}", stderr(&output));
+        assert_eq!(
+            dir.read(&format!("session_history_{RUN_ID}.json")),
+            fs::read(sample_data().join(SESSIONS)).unwrap()
+        );
+        let mut journal = dir.journal().remove(0);
+        for volatile in ["pid", "duration_ms"] {
+            journal.as_object_mut().unwrap().remove(volatile);
+        }
+        journals.push(journal);
+    }
+    assert_eq!(journals[0], journals[1]);
+
+    // An invalid file stops the one-thread pass as it stops the threads.
+    let dir = DataDir::new();
+    dir.write(SESSIONS, b"{\"a\": {}} trailing");
+    let mut command = dir.command(&["reset"]);
+    command.env("ORDER_RESET_FAILPOINT", "copy-thread:error");
+    let output = command.output().unwrap();
+    assert_eq!(code(&output), 65, "{}", stderr(&output));
+    assert_eq!(dir.read(SESSIONS), b"{\"a\": {}} trailing");
+}
