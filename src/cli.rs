@@ -185,9 +185,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86_400.0,
         _ => {
             return Err(format!(
-                "invalid duration unit `{unit}` in `{text}`: use ms, s, m or h"
+                "invalid duration unit `{unit}` in `{text}`: use ms, s, m, h or d"
             ));
         }
     };
@@ -208,6 +209,7 @@ mod tests {
         assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
     }
