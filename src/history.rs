@@ -333,7 +333,11 @@ fn row(reset: &Reset, time_format: &[Item]) -> Vec<String> {
     if reset.recovered {
         by_status.push("[completed after an interruption]".to_string());
     }
-    if reset.archives.is_empty() {
+    // A restore line counts what it archived before the restore, not what it
+    // put back, so an empty count there means the active files were empty.
+    if reset.archives.is_empty() && reset.restored_from.is_some() {
+        by_status.push("[active files were empty]".to_string());
+    } else if reset.archives.is_empty() {
         by_status.push("[nothing to reset]".to_string());
     }
     let time = DateTime::parse_from_rfc3339(&reset.reset_at)

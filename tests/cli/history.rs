@@ -187,3 +187,30 @@ fn history_lists_restore_with_its_source() {
         stdout(&output)
     );
 }
+
+#[test]
+fn restore_into_empty_files_is_labelled() {
+    let dir = DataDir::new();
+    reset_at(
+        &dir,
+        "2026-12-04T00:00:00+00:00",
+        r#"{"a": {"status": "draft"}}"#,
+    );
+    let output = dir
+        .command(&["restore", "20261204_000000"])
+        .env("ORDER_RESET_NOW", "2026-12-04T10:00:00+00:00")
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = dir.run(&["history"]);
+    let listing = stdout(&output);
+    let restore_row = listing
+        .lines()
+        .find(|line| line.contains("[restore of 20261204_000000]"))
+        .unwrap_or_else(|| panic!("no restore row in:\n{listing}"));
+    assert!(
+        restore_row.ends_with("[restore of 20261204_000000], [active files were empty]"),
+        "{restore_row}"
+    );
+    assert!(!listing.contains("[nothing to reset]"), "{listing}");
+}
