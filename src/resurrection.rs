@@ -96,6 +96,15 @@ pub fn find_baseline(lines: &[Line]) -> Result<Baseline, String> {
         .iter()
         .find(|record| record.source == Source::Sessions && record.valid && !record.late)
         .expect("the entry was chosen for its sessions archive");
+    if entries[position + 1..]
+        .iter()
+        .any(|later| later.pruned.contains(&record.file))
+    {
+        return Err(format!(
+            "history prune deleted {}, the sessions archive of reset {run_id}",
+            record.file
+        ));
+    }
     let started = DateTime::parse_from_rfc3339(&entry.reset_at).map_err(|error| {
         format!(
             "the time of reset {run_id}, {:?}, cannot be read: {error}",
@@ -451,6 +460,19 @@ mod tests {
         }
         let reason = find_baseline(&[recovered]).unwrap_err();
         assert!(reason.contains("interrupted"), "{reason}");
+
+        let mut prune = reset_line(3, "20261205_000000", false);
+        if let Ok(entry) = &mut prune.entry {
+            entry.event = crate::journal::PRUNE_EVENT.to_string();
+            entry.pruned = vec!["session_history_20261204_000000.json".to_string()];
+        }
+        let reason = find_baseline(&[
+            reset_line(1, "20261204_000000", true),
+            reset_line(2, "20261204_120000", false),
+            prune,
+        ])
+        .unwrap_err();
+        assert!(reason.contains("prune deleted"), "{reason}");
     }
 
     #[test]

@@ -63,6 +63,10 @@ struct Group {
 }
 
 /// Runs `history prune`.
+/// Maximum number of archives one prune journal line records. At about 45
+/// bytes per name, a line stays far below the 1 MiB that readers keep.
+const PRUNE_BATCH: usize = 10_000;
+
 pub fn run(dir: &DataDir, args: &PruneArgs) -> anyhow::Result<Report> {
     if args.keep.is_none() && args.keep_days.is_none() {
         return Err(failure(
@@ -97,28 +101,40 @@ pub fn run(dir: &DataDir, args: &PruneArgs) -> anyhow::Result<Report> {
     let Some(writer) = writer.as_mut() else {
         return Ok(report(true, candidates, kept_resets));
     };
-    let (deleted, delete_error) = delete(dir, candidates);
-    let sync_error = if deleted.is_empty() {
-        None
-    } else {
-        atomic::sync_dir(dir.path()).err().map(|error| {
-            io_failure(
-                ErrorKind::Io,
-                error,
-                format!("cannot sync data directory {}", dir.path().display()),
-            )
-        })
-    };
-    // The files are gone from the directory whatever failed after them, so
-    // the journal records them in every case.
-    let mut entry = Entry {
-        pruned: deleted.iter().map(|item| item.file.clone()).collect(),
-        duration_ms: started.elapsed().as_millis() as u64,
-        ..Entry::new(PRUNE_EVENT, now)
-    };
-    writer.append(&mut entry)?;
-    if let Some(error) = delete_error.or(sync_error) {
-        return Err(error);
+    // Each batch is deleted, then recorded in a journal line of its own, so
+    // that no line grows past what the journal readers keep in memory.
+    let mut deleted = Vec::new();
+    let mut remaining = candidates;
+    loop {
+        let rest = remaining.split_off(remaining.len().min(PRUNE_BATCH));
+        let (batch, delete_error) = delete(dir, remaining);
+        let sync_error = if batch.is_empty() {
+            None
+        } else {
+            atomic::sync_dir(dir.path()).err().map(|error| {
+                io_failure(
+                    ErrorKind::Io,
+                    error,
+                    format!("cannot sync data directory {}", dir.path().display()),
+                )
+            })
+        };
+        // The files are gone from the directory whatever failed after them,
+        // so the journal records them in every case.
+        let mut entry = Entry {
+            pruned: batch.iter().map(|item| item.file.clone()).collect(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            ..Entry::new(PRUNE_EVENT, now)
+        };
+        writer.append(&mut entry)?;
+        deleted.extend(batch);
+        if let Some(error) = delete_error.or(sync_error) {
+            return Err(error);
+        }
+        if rest.is_empty() {
+            break;
+        }
+        remaining = rest;
     }
     log::info!(
         "prune complete: deleted {} ({}), kept {}",

@@ -381,3 +381,65 @@ fn prune_then_reset_then_verify() {
         "{text}"
     );
 }
+
+#[test]
+fn large_prune_is_journaled_in_batches() {
+    let dir = DataDir::new();
+    // 10,001 legacy archives, one per minute from 2020-01-01 on.
+    let start = chrono::NaiveDate::from_ymd_opt(2020, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    for minute in 0..10_001 {
+        let time = start + chrono::Duration::minutes(minute);
+        let name = format!("session_history_{}.json", time.format("%Y%m%d_%H%M%S"));
+        dir.write(&name, "{}");
+    }
+    reset_at(&dir, "2026-12-04T00:00:00+00:00", "a", false);
+
+    let (exit, report) = prune(&dir, &["--keep", "1"]);
+    assert_eq!(exit, 0, "{report}");
+    assert_eq!(report["deleted"].as_array().unwrap().len(), 10_001);
+    assert_eq!(archive_names(&dir), vec![sessions_archive(4)]);
+
+    let journal = dir.journal();
+    assert_eq!(journal.len(), 3);
+    assert_eq!(journal[1]["pruned"].as_array().unwrap().len(), 10_000);
+    assert_eq!(journal[2]["pruned"].as_array().unwrap().len(), 1);
+    let longest = fs::read_to_string(dir.file(JOURNAL))
+        .unwrap()
+        .lines()
+        .map(str::len)
+        .max()
+        .unwrap();
+    assert!(longest < 1024 * 1024, "longest journal line {longest} bytes");
+
+    let (exit, verified) = dir.run_json(&["history", "verify"]);
+    assert_eq!(exit, 0, "{verified}");
+    assert_eq!(verified["pruned"].as_array().unwrap().len(), 10_001);
+}
+
+#[test]
+fn pruned_baseline_leaves_status_ok() {
+    let dir = DataDir::new();
+    reset_at(&dir, "2026-12-02T00:00:00+00:00", "a", false);
+    // A later reset that archives only takeover requests.
+    dir.write(SESSIONS, "{}");
+    dir.write(TAKEOVERS, r#"{"t1": {"status": "open"}}"#);
+    let output = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", "2026-12-03T00:00:00+00:00")
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let (exit, report) = prune(&dir, &["--keep", "1"]);
+    assert_eq!(exit, 0, "{report}");
+    assert!(!dir.file(&sessions_archive(2)).exists());
+
+    // A session without a time would need the pruned archive to be checked.
+    dir.write(SESSIONS, r#"{"new": {"status": "draft"}}"#);
+    let (exit, status) = dir.run_json(&["status"]);
+    assert_eq!(exit, 0, "{status}");
+    let reason = status["resurrection"]["not_checked"].as_str().unwrap();
+    assert!(reason.contains("prune deleted"), "{reason}");
+}
