@@ -110,15 +110,20 @@ pub fn check_unchanged(
             format!("cannot stat {}", path.display()),
         )
     })?;
-    let same = now.len() == before.len()
-        && now.mtime() == before.mtime()
-        && now.mtime_nsec() == before.mtime_nsec()
-        && now.ctime() == before.ctime()
-        && now.ctime_nsec() == before.ctime_nsec();
-    if same && bytes_read == now.len() {
+    if !changed_since(before, &now) && bytes_read == now.len() {
         return Ok(());
     }
     Err(changed_error(path))
+}
+
+/// Returns whether a write changed the file between two `stat`s: its size,
+/// modification time or change time differ.
+pub fn changed_since(before: &Metadata, now: &Metadata) -> bool {
+    now.len() != before.len()
+        || now.mtime() != before.mtime()
+        || now.mtime_nsec() != before.mtime_nsec()
+        || now.ctime() != before.ctime()
+        || now.ctime_nsec() != before.ctime_nsec()
 }
 
 /// Returns the error for a file that changed while order-reset read it.

@@ -568,6 +568,15 @@ fn check_validity(
             continue;
         };
         let path = dir.join(item.source.file_name());
+        // Bytes that a writer changed during the read can look invalid, and
+        // the fix for that is the lock, not the file.
+        if let Some((file, before)) = &item.opened
+            && file
+                .metadata()
+                .is_ok_and(|now| preconditions::changed_since(before, &now))
+        {
+            return Err(preconditions::changed_error(&path));
+        }
         let problem = match error.kind {
             ScanErrorKind::Empty => format!(
                 "{} is empty (0 bytes), which the backend leaves when it stops in the middle of a write",

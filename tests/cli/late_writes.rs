@@ -198,3 +198,44 @@ fn late_writes_are_kept_without_exchange() {
     );
     check_kept(&replacing, &report);
 }
+
+#[test]
+fn invalid_read_of_changed_file_exits_busy() {
+    let dir = DataDir::new();
+    let torn = br#"{"a": {"status": "dra"#;
+    dir.write(SESSIONS, torn);
+    let child = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .env("ORDER_RESET_FAILPOINT", "after-copy:sleep")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The temporary archive exists from the start of the copy, and the copy
+    // of a few bytes ends long before the pause after it does.
+    let started = Instant::now();
+    while !dir
+        .names()
+        .iter()
+        .any(|name| name.ends_with(".order-reset-tmp"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the copy never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // The writer that ignores the lock finishes its write.
+    dir.write(SESSIONS, LATE);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(code(&output), 75, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("changed while order-reset read it"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(dir.read(SESSIONS), LATE);
+    assert!(dir.names_with("session_history_").is_empty());
+}

@@ -412,7 +412,10 @@ fn large_prune_is_journaled_in_batches() {
         .map(str::len)
         .max()
         .unwrap();
-    assert!(longest < 1024 * 1024, "longest journal line {longest} bytes");
+    assert!(
+        longest < 1024 * 1024,
+        "longest journal line {longest} bytes"
+    );
 
     let (exit, verified) = dir.run_json(&["history", "verify"]);
     assert_eq!(exit, 0, "{verified}");
