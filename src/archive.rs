@@ -23,15 +23,15 @@ use crate::journal::hex;
 use crate::scan::{ScanError, Scanner, Summary};
 
 /// Size of one chunk.
-const CHUNK: usize = 1024 * 1024;
+const CHUNK: usize = 512 * 1024;
 
 /// Number of chunks that can be in flight between the reader and the two
 /// consumers, which bounds the pass's buffer memory at 8 MiB.
-const BUFFERS: usize = 8;
+const BUFFERS: usize = 16;
 
 /// Bytes written to the copy between two requests to start writing it back to
 /// disk, so that the final fsync has little left to wait for.
-const WRITEBACK_STEP: u64 = 8 * CHUNK as u64;
+const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 
 /// The outcome of one pass over a file.
 #[derive(Debug)]
