@@ -49,8 +49,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Print a shell completion script to stdout
     Completions(CompletionsArgs),
-    /// Print the man page (roff) to stdout
-    Man,
+    /// Print the man page (roff) to stdout, or write one page per command
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +155,14 @@ pub struct RestoreArgs {
     /// Time to wait for a busy lock, such as 500ms, 10s or 2m
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub wait: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write one page per command, such as order-reset-reset.1, into DIR
+    /// (for example /usr/local/share/man/man1) instead of printing them all
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

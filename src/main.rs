@@ -136,7 +136,10 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Completions(args) => {
             return print_generated(|out| generate::completions(args.shell, out));
         }
-        Command::Man => return print_generated(generate::man_page),
+        Command::Man(args) => match &args.dir {
+            None => return print_generated(generate::man_page),
+            Some(dir) => return write_man_pages(dir),
+        },
         _ => {}
     }
     let dir = DataDir::open(&data_dir_path(cli)?)?;
@@ -151,7 +154,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             Some(HistoryAction::Prune(prune)) => emit(cli, &history::prune::run(&dir, prune)?),
         },
         Command::Restore(args) => emit(cli, &restore::run(&dir, args)?),
-        Command::Completions(_) | Command::Man => unreachable!("handled above"),
+        Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
     }
 }
 
@@ -162,6 +165,31 @@ fn print_generated(
     let mut bytes = Vec::new();
     generate(&mut bytes)?;
     print_stdout(&String::from_utf8_lossy(&bytes)).map_err(stdout_error)?;
+    Ok(0)
+}
+
+/// Writes the man pages into `dir` and prints the path of each.
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<u8> {
+    let written = generate::write_man_pages(dir).map_err(|error| {
+        let kind = match error.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+            _ => ErrorKind::CannotCreate,
+        };
+        error::io_failure(
+            kind,
+            error,
+            format!(
+                "cannot write the man pages into {}: create the directory, or run as a user who may write it",
+                dir.display()
+            ),
+        )
+    })?;
+    let list: String = written
+        .iter()
+        .map(|path| format!("{}\n", path.display()))
+        .collect();
+    print_stdout(&list).map_err(stdout_error)?;
     Ok(0)
 }
 

@@ -219,3 +219,50 @@ fn completions_and_man_page_are_generated() {
         assert!(page.contains(needle), "{needle}");
     }
 }
+
+#[test]
+fn man_dir_writes_one_page_per_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = crate::common::bare_command()
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "{}", crate::common::stderr(&output));
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let expected = [
+        "order-reset-completions.1",
+        "order-reset-history-prune.1",
+        "order-reset-history-search.1",
+        "order-reset-history-show.1",
+        "order-reset-history-verify.1",
+        "order-reset-history.1",
+        "order-reset-man.1",
+        "order-reset-reset.1",
+        "order-reset-restore.1",
+        "order-reset-status.1",
+        "order-reset.1",
+    ];
+    assert_eq!(names, expected);
+    assert_eq!(stdout(&output).lines().count(), expected.len());
+
+    // Every page that a SUBCOMMANDS section names exists.
+    for name in &names {
+        let page = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        let title = name.trim_end_matches(".1");
+        assert!(page.contains(&format!(".TH {title} 1")), "{name}");
+        for line in page.lines().filter(|line| line.ends_with("(1)")) {
+            let referenced = format!("{}.1", line.trim_end_matches("(1)").replace("\\-", "-"));
+            assert!(names.contains(&referenced), "{name} names {line}");
+        }
+    }
+    let prune = std::fs::read_to_string(dir.path().join("order-reset-history-prune.1")).unwrap();
+    assert!(
+        prune.contains("\\fBorder\\-reset history prune\\fR"),
+        "{prune}"
+    );
+}
