@@ -30,16 +30,38 @@ pub fn man_page(out: &mut Vec<u8>) -> io::Result<()> {
 /// Writes each man page into `dir` as `NAME.1` and returns the paths
 /// written, so that the references between pages, such as
 /// `order-reset-reset(1)`, find their page.
-pub fn write_man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
+///
+/// Each page is written to a new temporary file that is then renamed over
+/// the page, as install(1) does, so that a link planted at a page name is
+/// replaced and never followed. Fails with the path of the page that could
+/// not be written.
+pub fn write_man_pages(dir: &Path) -> Result<Vec<PathBuf>, (PathBuf, io::Error)> {
     let mut written = Vec::new();
     for (name, page) in man_pages() {
-        let mut text = Vec::new();
-        page.render(&mut text)?;
         let path = dir.join(format!("{name}.1"));
-        std::fs::write(&path, text)?;
+        let temp = dir.join(format!(".{name}.1.{}.tmp", std::process::id()));
+        let result = write_new_file(&temp, &page).and_then(|()| std::fs::rename(&temp, &path));
+        if let Err(error) = result {
+            let _ = std::fs::remove_file(&temp);
+            return Err((path, error));
+        }
         written.push(path);
     }
     Ok(written)
+}
+
+/// Renders `page` into a file that must not exist yet, with mode 0644.
+fn write_new_file(path: &Path, page: &clap_mangen::Man) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = Vec::new();
+    page.render(&mut text)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    file.write_all(&text)
 }
 
 /// Returns the page of `order-reset` and one per visible subcommand, nested
@@ -47,8 +69,12 @@ pub fn write_man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
 /// command is named after its page, so that the SUBCOMMANDS section of a
 /// page names the pages of its subcommands.
 fn man_pages() -> Vec<(String, clap_mangen::Man)> {
+    // Building copies the global options, such as --data-dir, into every
+    // subcommand, so that each page lists them.
+    let mut command = Cli::command();
+    command.build();
     let mut pages = Vec::new();
-    add_pages(Cli::command(), "order-reset", "order-reset", &mut pages);
+    add_pages(command, "order-reset", "order-reset", &mut pages);
     pages
 }
 
@@ -62,19 +88,22 @@ fn add_pages(
     pages: &mut Vec<(String, clap_mangen::Man)>,
 ) {
     // The `help` subcommand that clap adds only repeats the pages.
+    let subcommands: Vec<clap::Command> = command
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set() && sub.get_name() != "help")
+        .cloned()
+        .collect();
     let command = command
         .display_name(name.to_string())
         .bin_name(command_line.to_string())
-        .disable_help_subcommand(true);
-    let subcommands: Vec<clap::Command> = command
-        .get_subcommands()
-        .filter(|sub| !sub.is_hide_set())
-        .cloned()
-        .collect();
-    pages.push((
-        name.to_string(),
-        clap_mangen::Man::new(command).title(name.to_string()),
-    ));
+        .mut_subcommands(|sub| {
+            let is_help = sub.get_name() == "help";
+            sub.hide(is_help)
+        });
+    let page = clap_mangen::Man::new(command)
+        .title(name.to_string())
+        .source(format!("order-reset {}", env!("CARGO_PKG_VERSION")));
+    pages.push((name.to_string(), page));
     for sub in subcommands {
         let sub_name = format!("{name}-{}", sub.get_name());
         let sub_line = format!("{command_line} {}", sub.get_name());

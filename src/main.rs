@@ -170,17 +170,17 @@ fn print_generated(
 
 /// Writes the man pages into `dir` and prints the path of each.
 fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<u8> {
-    let written = generate::write_man_pages(dir).map_err(|error| {
+    let written = generate::write_man_pages(dir).map_err(|(path, error)| {
         let kind = match error.kind() {
             std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-            std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
             _ => ErrorKind::CannotCreate,
         };
         error::io_failure(
             kind,
             error,
             format!(
-                "cannot write the man pages into {}: create the directory, or run as a user who may write it",
+                "cannot write man page {}: check that {} is a directory this user may write",
+                path.display(),
                 dir.display()
             ),
         )

@@ -25,6 +25,7 @@ use crate::journal::{self, Entry, PRUNE_EVENT};
 use crate::lock;
 use crate::output::{Render, count_noun, format_size};
 use crate::pending;
+use crate::resurrection;
 
 /// Version of the `history prune --json` document.
 pub const PRUNE_SCHEMA_VERSION: u32 = 1;
@@ -63,9 +64,29 @@ struct Group {
 }
 
 /// Runs `history prune`.
-/// Maximum number of archives one prune journal line records. At about 45
-/// bytes per name, a line stays far below the 1 MiB that readers keep.
+/// Maximum number of archives one prune journal line records.
 const PRUNE_BATCH: usize = 10_000;
+
+/// Maximum total length of the names one prune journal line records, half
+/// the 1 MiB that journal readers keep of a line, which leaves room for the
+/// quotes, commas and other fields.
+const PRUNE_BATCH_BYTES: usize = 512 * 1024;
+
+/// Returns how many of `candidates`, from the first, go into one journal
+/// line: at most [`PRUNE_BATCH`] names of at most [`PRUNE_BATCH_BYTES`], and
+/// at least one.
+fn batch_len(candidates: &[Deleted]) -> usize {
+    let mut bytes = 0;
+    let mut count = 0;
+    for candidate in candidates.iter().take(PRUNE_BATCH) {
+        bytes += candidate.file.len();
+        if count > 0 && bytes > PRUNE_BATCH_BYTES {
+            break;
+        }
+        count += 1;
+    }
+    count
+}
 
 pub fn run(dir: &DataDir, args: &PruneArgs) -> anyhow::Result<Report> {
     if args.keep.is_none() && args.keep_days.is_none() {
@@ -91,7 +112,7 @@ pub fn run(dir: &DataDir, args: &PruneArgs) -> anyhow::Result<Report> {
 
     let groups = collect_groups(dir)?;
     let (kept, pruned) = select(groups, args, now);
-    let protected = pending_archives(dir)?;
+    let protected = protected_archives(dir)?;
     let kept_resets = kept
         .iter()
         .filter(|group| group.files.iter().any(|file| is_regular(dir, file)))
@@ -106,8 +127,8 @@ pub fn run(dir: &DataDir, args: &PruneArgs) -> anyhow::Result<Report> {
     let mut deleted = Vec::new();
     let mut remaining = candidates;
     loop {
-        let rest = remaining.split_off(remaining.len().min(PRUNE_BATCH));
-        let (batch, delete_error) = delete(dir, remaining);
+        let rest = remaining.split_off(batch_len(&remaining));
+        let (batch, delete_error) = delete(dir, remaining, deleted.len());
         let sync_error = if batch.is_empty() {
             None
         } else {
@@ -286,10 +307,17 @@ fn select(
 /// Returns the archive names that an interrupted reset's pending record
 /// names. Its archives are in place but not yet in the journal, so they
 /// would look like legacy archives.
-fn pending_archives(dir: &DataDir) -> anyhow::Result<HashSet<String>> {
-    Ok(pending::read(dir)?
+/// Returns the archives that prune never deletes: those of an interrupted
+/// reset, which the next reset completes, and the sessions archive that the
+/// check for resurrected sessions compares the active file with.
+fn protected_archives(dir: &DataDir) -> anyhow::Result<HashSet<String>> {
+    let mut protected: HashSet<String> = pending::read(dir)?
         .map(|pending| pending.files.into_iter().map(|file| file.archive).collect())
-        .unwrap_or_default())
+        .unwrap_or_default();
+    if let Ok(baseline) = resurrection::find_baseline(&journal::read_all(dir)?) {
+        protected.insert(baseline.archive);
+    }
+    Ok(protected)
 }
 
 fn is_regular(dir: &DataDir, file: &str) -> bool {
@@ -332,7 +360,13 @@ fn candidates(dir: &DataDir, pruned: &[Group], protected: &HashSet<String>) -> V
 
 /// Deletes the files and returns those deleted. Stops at the first failure
 /// and returns it too, so that the journal still records what was deleted.
-fn delete(dir: &DataDir, candidates: Vec<Deleted>) -> (Vec<Deleted>, Option<anyhow::Error>) {
+/// Deletes the candidates until one cannot be deleted. `earlier` is the
+/// number that earlier batches of this prune deleted, for the message.
+fn delete(
+    dir: &DataDir,
+    candidates: Vec<Deleted>,
+    earlier: usize,
+) -> (Vec<Deleted>, Option<anyhow::Error>) {
     let mut deleted = Vec::new();
     for candidate in candidates {
         let path = dir.join(&candidate.file);
@@ -350,7 +384,7 @@ fn delete(dir: &DataDir, candidates: Vec<Deleted>) -> (Vec<Deleted>, Option<anyh
                     format!(
                         "cannot delete archive {}; the journal records the {} deleted before it",
                         path.display(),
-                        count_noun(deleted.len() as u64, "archive")
+                        count_noun((earlier + deleted.len()) as u64, "archive")
                     ),
                 );
                 return (deleted, Some(error));

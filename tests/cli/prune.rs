@@ -423,7 +423,7 @@ fn large_prune_is_journaled_in_batches() {
 }
 
 #[test]
-fn pruned_baseline_leaves_status_ok() {
+fn prune_keeps_resurrection_baseline() {
     let dir = DataDir::new();
     reset_at(&dir, "2026-12-02T00:00:00+00:00", "a", false);
     // A later reset that archives only takeover requests.
@@ -437,12 +437,44 @@ fn pruned_baseline_leaves_status_ok() {
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let (exit, report) = prune(&dir, &["--keep", "1"]);
     assert_eq!(exit, 0, "{report}");
-    assert!(!dir.file(&sessions_archive(2)).exists());
+    // The older reset's sessions archive is what the check compares with.
+    assert!(dir.file(&sessions_archive(2)).exists());
+    assert_eq!(report["deleted"], json!([]));
 
-    // A session without a time would need the pruned archive to be checked.
-    dir.write(SESSIONS, r#"{"new": {"status": "draft"}}"#);
+    // The archived session comes back unchanged, without a time.
+    dir.write(SESSIONS, r#"{"a": {"status": "draft"}}"#);
     let (exit, status) = dir.run_json(&["status"]);
-    assert_eq!(exit, 0, "{status}");
-    let reason = status["resurrection"]["not_checked"].as_str().unwrap();
-    assert!(reason.contains("prune deleted"), "{reason}");
+    assert_eq!(exit, 2, "{status}");
+    assert_eq!(status["resurrection"]["count"], 1);
+    assert_eq!(status["resurrection"]["run_id"], "20261202_000000");
+}
+
+#[test]
+fn long_archive_names_split_prune_lines() {
+    let dir = DataDir::new();
+    // Valid run ids with a long same-second number, 230 bytes per name.
+    let suffix = "1".repeat(190);
+    for n in 1..=3_000 {
+        let name = format!("session_history_20200101_000000_{n}{suffix}.json");
+        dir.write(&name, "{}");
+    }
+    reset_at(&dir, "2026-12-04T00:00:00+00:00", "a", false);
+
+    let (exit, report) = prune(&dir, &["--keep", "1"]);
+    assert_eq!(exit, 0, "{report}");
+    assert_eq!(report["deleted"].as_array().unwrap().len(), 3_000);
+    let journal = dir.journal();
+    assert_eq!(journal.len(), 3, "one reset line and two prune lines");
+    let longest = fs::read_to_string(dir.file(JOURNAL))
+        .unwrap()
+        .lines()
+        .map(str::len)
+        .max()
+        .unwrap();
+    assert!(
+        longest < 1024 * 1024,
+        "longest journal line {longest} bytes"
+    );
+    let (exit, verified) = dir.run_json(&["history", "verify"]);
+    assert_eq!(exit, 0, "{verified}");
 }

@@ -223,6 +223,9 @@ fn completions_and_man_page_are_generated() {
 #[test]
 fn man_dir_writes_one_page_per_command() {
     let dir = tempfile::tempdir().unwrap();
+    // A link planted at a page name is replaced, not followed.
+    let victim = dir.path().join("victim");
+    std::os::unix::fs::symlink(&victim, dir.path().join("order-reset-reset.1")).unwrap();
     let output = crate::common::bare_command()
         .args(["man", "--dir"])
         .arg(dir.path())
@@ -260,9 +263,16 @@ fn man_dir_writes_one_page_per_command() {
             assert!(names.contains(&referenced), "{name} names {line}");
         }
     }
+    assert!(!victim.exists());
     let prune = std::fs::read_to_string(dir.path().join("order-reset-history-prune.1")).unwrap();
     assert!(
         prune.contains("\\fBorder\\-reset history prune\\fR"),
+        "{prune}"
+    );
+    // The global options are on every page, and so is the version.
+    assert!(prune.contains("\\-\\-data\\-dir"), "{prune}");
+    assert!(
+        prune.contains(&format!("\"order-reset {}\"", env!("CARGO_PKG_VERSION"))),
         "{prune}"
     );
 }
