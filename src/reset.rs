@@ -174,11 +174,13 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
         })?;
     }
 
+    // Read after the completion above, which may have appended a line.
+    let lines = journal::read_all(dir)?;
     let mut daily_cutoff = None;
     if args.daily {
         let cutoff = schedule::latest_cutoff(now, args.at);
         daily_cutoff = Some(cutoff.to_rfc3339());
-        if let Some(last) = reset_since(dir, cutoff)? {
+        if let Some(last) = reset_since(&lines, cutoff) {
             log::info!(
                 "skipping: the reset at {last} ran after the daily cutoff {}",
                 cutoff.to_rfc3339()
@@ -202,7 +204,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
         );
     }
 
-    let baseline = resurrection::find_baseline(&journal::read_all(dir)?)
+    let baseline = resurrection::find_baseline(&lines)
         .inspect_err(|reason| log::debug!("not checking for resurrected sessions: {reason}"))
         .ok();
     let mut inspected = Vec::new();
@@ -431,18 +433,18 @@ fn with_resurrected(dir: &DataDir, mut report: Report, check: Option<Resurrectio
 
 /// Returns the time of a journaled reset at or after `cutoff`, if any.
 fn reset_since(
-    dir: &DataDir,
+    lines: &[journal::Line],
     cutoff: chrono::DateTime<chrono::FixedOffset>,
-) -> anyhow::Result<Option<String>> {
-    Ok(journal::read_all(dir)?
-        .into_iter()
-        .filter_map(|line| line.entry.ok())
+) -> Option<String> {
+    lines
+        .iter()
+        .filter_map(|line| line.entry.as_ref().ok())
         .filter(|entry| entry.is_reset())
         .filter(|entry| {
             chrono::DateTime::parse_from_rfc3339(&entry.reset_at).is_ok_and(|time| time >= cutoff)
         })
-        .map(|entry| entry.reset_at)
-        .next_back())
+        .map(|entry| entry.reset_at.clone())
+        .next_back()
 }
 
 /// Opens an active file and, when it exists, copies it into a temporary

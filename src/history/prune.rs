@@ -21,7 +21,7 @@ use crate::cli::PruneArgs;
 use crate::clock;
 use crate::datadir::{ArchiveName, DataDir};
 use crate::error::{ErrorKind, failure, io_failure};
-use crate::journal::{self, Entry, PRUNE_EVENT};
+use crate::journal::{self, Entry, Line, PRUNE_EVENT};
 use crate::lock;
 use crate::output::{Render, count_noun, format_size};
 use crate::pending;
@@ -110,9 +110,10 @@ pub fn run(dir: &DataDir, args: &PruneArgs) -> anyhow::Result<Report> {
         Some(journal::Writer::open(dir)?)
     };
 
-    let groups = collect_groups(dir)?;
+    let lines = journal::read_all(dir)?;
+    let groups = collect_groups(dir, &lines)?;
     let (kept, pruned) = select(groups, args, now);
-    let protected = protected_archives(dir)?;
+    let protected = protected_archives(dir, &lines)?;
     let kept_resets = kept
         .iter()
         .filter(|group| group.files.iter().any(|file| is_regular(dir, file)))
@@ -178,11 +179,11 @@ fn report(dry_run: bool, deleted: Vec<Deleted>, kept_resets: usize) -> Report {
 
 /// Builds one group per journal line with archives, and one per run id of
 /// the archive files that no journal line names.
-fn collect_groups(dir: &DataDir) -> anyhow::Result<Vec<Group>> {
+fn collect_groups(dir: &DataDir, lines: &[Line]) -> anyhow::Result<Vec<Group>> {
     let mut groups = Vec::new();
     let mut named = HashSet::new();
-    for line in journal::read_all(dir)? {
-        let entry = match line.entry {
+    for line in lines {
+        let entry = match &line.entry {
             Ok(entry) => entry,
             Err(error) => {
                 log::warn!(
@@ -208,8 +209,8 @@ fn collect_groups(dir: &DataDir) -> anyhow::Result<Vec<Group>> {
         }
         let files: Vec<String> = entry
             .archives
-            .into_iter()
-            .map(|record| record.file)
+            .iter()
+            .map(|record| record.file.clone())
             .collect();
         named.extend(files.iter().cloned());
         groups.push(Group {
@@ -310,11 +311,11 @@ fn select(
 /// Returns the archives that prune never deletes: those of an interrupted
 /// reset, which the next reset completes, and the sessions archive that the
 /// check for resurrected sessions compares the active file with.
-fn protected_archives(dir: &DataDir) -> anyhow::Result<HashSet<String>> {
+fn protected_archives(dir: &DataDir, lines: &[Line]) -> anyhow::Result<HashSet<String>> {
     let mut protected: HashSet<String> = pending::read(dir)?
         .map(|pending| pending.files.into_iter().map(|file| file.archive).collect())
         .unwrap_or_default();
-    if let Ok(baseline) = resurrection::find_baseline(&journal::read_all(dir)?) {
+    if let Ok(baseline) = resurrection::find_baseline(lines) {
         protected.insert(baseline.archive);
     }
     Ok(protected)
