@@ -32,7 +32,7 @@ use crate::atomic;
 use crate::datadir::{DataDir, Source};
 use crate::error::{ErrorKind, failure, io_failure};
 use crate::history::show::reader::{Session, Walker};
-use crate::journal::{Line, hex};
+use crate::journal::{Entry, Line, hex};
 use crate::restore::RESTORE_EVENT;
 
 /// Maximum number of resurrected session ids kept for a report.
@@ -63,17 +63,23 @@ pub fn find_baseline(lines: &[Line]) -> Result<Baseline, String> {
         .iter()
         .filter_map(|line| line.entry.as_ref().ok())
         .collect();
-    let Some(position) = entries.iter().rposition(|entry| {
-        entry.is_reset()
-            && entry
-                .archives
-                .iter()
-                .any(|record| record.source == Source::Sessions && record.valid && !record.late)
-    }) else {
+    let sessions_archive = |entry: &Entry| {
+        entry
+            .archives
+            .iter()
+            .find(|record| record.source == Source::Sessions && record.valid && !record.late)
+            .cloned()
+    };
+    let Some(position) = entries
+        .iter()
+        .rposition(|entry| entry.is_reset() && sessions_archive(entry).is_some())
+    else {
         return Err("no reset in the journal archived sessions".to_string());
     };
     let entry = entries[position];
+    let later = &entries[position + 1..];
     let run_id = entry.id.clone().unwrap_or_default();
+
     if entry.recovered {
         // Completing an interrupted reset leaves an active file alone when
         // the backend changed it in between, so its sessions may be active
@@ -82,29 +88,23 @@ pub fn find_baseline(lines: &[Line]) -> Result<Baseline, String> {
             "reset {run_id} was interrupted and completed by a later run, which can leave its sessions active"
         ));
     }
-    if let Some(restore) = entries[position + 1..]
-        .iter()
-        .find(|later| later.event == RESTORE_EVENT)
-    {
+    if let Some(restore) = later.iter().find(|entry| entry.event == RESTORE_EVENT) {
         return Err(format!(
             "a restore at {} ran after reset {run_id} and may have put its sessions back",
             restore.reset_at
         ));
     }
-    let record = entry
-        .archives
+    let record = sessions_archive(entry).expect("the entry was chosen for its sessions archive");
+    if later
         .iter()
-        .find(|record| record.source == Source::Sessions && record.valid && !record.late)
-        .expect("the entry was chosen for its sessions archive");
-    if entries[position + 1..]
-        .iter()
-        .any(|later| later.pruned.contains(&record.file))
+        .any(|entry| entry.pruned.contains(&record.file))
     {
         return Err(format!(
             "history prune deleted {}, the sessions archive of reset {run_id}",
             record.file
         ));
     }
+
     let started = DateTime::parse_from_rfc3339(&entry.reset_at).map_err(|error| {
         format!(
             "the time of reset {run_id}, {:?}, cannot be read: {error}",
@@ -115,8 +115,8 @@ pub fn find_baseline(lines: &[Line]) -> Result<Baseline, String> {
     Ok(Baseline {
         run_id,
         reset_at: entry.reset_at.clone(),
-        archive: record.file.clone(),
-        archive_sha256: record.sha256.clone(),
+        archive: record.file,
+        archive_sha256: record.sha256,
         ended_at: started + duration,
     })
 }
