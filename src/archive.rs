@@ -1,11 +1,11 @@
 //! Copying an active file into its archive in one streaming pass that also
 //! validates the JSON, counts entries by status and computes the SHA-256.
 //!
-//! The pass runs on three threads so that it finishes in about the time of
-//! its slowest part rather than the sum of all three: the calling thread reads
-//! the file and writes the copy, one thread feeds the scanner and one the
-//! SHA-256. They pass the same chunks around, so the scanner and the hash see
-//! exactly the bytes written to the copy. Memory use does not grow with the
+//! The pass runs on three threads, so it takes about the time of its slowest
+//! part and not the sum of all three. The calling thread reads the file and
+//! writes the copy, one thread feeds the scanner and one the SHA-256. They
+//! share the same chunks, so the scanner and the hash see exactly the bytes
+//! written to the copy. Memory use does not grow with the
 //! file: at most [`BUFFERS`] chunks of [`CHUNK`] bytes exist at once, and the
 //! scanner keeps only a small fingerprint per entry.
 

@@ -70,8 +70,9 @@ pub struct Reset {
 #[derive(Debug, Serialize)]
 pub struct ArchiveFile {
     pub file: String,
-    /// Size in bytes as the journal records it, or on disk for an archive
-    /// that no journal line names; `null` when the file no longer exists.
+    /// Size in bytes as the journal records it, or the size on disk for an
+    /// archive that no journal line names. It is `null` when the file no
+    /// longer exists.
     pub bytes: Option<u64>,
     /// True when `history prune` deleted the file.
     pub pruned: bool,
@@ -82,8 +83,8 @@ pub fn run(dir: &DataDir, args: &HistoryArgs) -> anyhow::Result<Report> {
     let mut resets = Vec::new();
     let mut journal_errors = Vec::new();
     let mut named: HashSet<String> = HashSet::new();
-    // Sizes come from the journal for the archives it records, so that a
-    // long history costs no stat per archive; only the others are looked up.
+    // Sizes come from the journal for the archives it records, so a long
+    // history costs no stat per archive. Only the other archives are looked up.
     let listed = dir.archives()?;
     let present: HashSet<&str> = listed.iter().map(|(_, name)| name.as_str()).collect();
 

@@ -365,13 +365,13 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
     })
 }
 
-/// What a reset found out about resurrected sessions while it scanned
-/// `scan_sessions.json`.
+/// Resurrection findings of a reset's scan of `scan_sessions.json`, confirmed
+/// once the lock is released.
 struct ResurrectionCheck {
     baseline: Baseline,
     /// Sessions that the scanner found not modified since the baseline.
     unmodified: u64,
-    /// The file that holds those sessions: the active file, or the archive
+    /// The file that contains those sessions: the active file, or the archive
     /// this reset moved them to.
     sessions_file: PathBuf,
 }
@@ -658,8 +658,8 @@ fn commit(
     generation: &mut Generation,
     started: Instant,
 ) -> anyhow::Result<()> {
-    // Before anything visible changes, so that a backend that reads the new
-    // generation reloads, whatever happens to this run afterwards.
+    // Bumped before anything visible changes, so that a backend that reads
+    // the new generation reloads even when this run stops later.
     generation.bump(dir)?;
     let mut archives = Vec::new();
     let mut files = Vec::new();

@@ -192,8 +192,8 @@ pub fn run(dir: &DataDir, args: &RestoreArgs) -> anyhow::Result<Report> {
         return Ok(report);
     }
 
-    // Before anything visible changes, so that a backend that reads the new
-    // generation reloads, whatever happens to this run afterwards.
+    // Bumped before anything visible changes, so that a backend that reads
+    // the new generation reloads even when this run stops later.
     generation.bump(dir)?;
     report.generation = generation.value();
     report.late_archives = commit::commit(dir, &mut entry, targets, &mut journal, &stamp, started)?;

@@ -204,6 +204,7 @@ fn invalid_read_of_changed_file_exits_busy() {
     let dir = DataDir::new();
     let torn = br#"{"a": {"status": "dra"#;
     dir.write(SESSIONS, torn);
+
     let child = dir
         .command(&["reset"])
         .env("ORDER_RESET_NOW", NOW)
@@ -229,6 +230,7 @@ fn invalid_read_of_changed_file_exits_busy() {
     std::thread::sleep(Duration::from_millis(300));
     // The writer that ignores the lock finishes its write.
     dir.write(SESSIONS, LATE);
+
     let output = child.wait_with_output().unwrap();
     assert_eq!(code(&output), 75, "{}", stderr(&output));
     assert!(
