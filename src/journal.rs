@@ -398,7 +398,7 @@ fn find_newline(bytes: &[u8]) -> Option<usize> {
 
 /// Reads one line, or returns `None` at the end of the input.
 fn next_raw_line(reader: &mut impl BufRead) -> io::Result<Option<RawLine>> {
-    let mut kept = Vec::new();
+    let mut line_bytes = Vec::new();
     let mut long_hasher: Option<Sha256> = None;
     let mut started = false;
     loop {
@@ -418,14 +418,14 @@ fn next_raw_line(reader: &mut impl BufRead) -> io::Result<Option<RawLine>> {
         let part = &buffer[..newline.unwrap_or(buffer.len())];
         if let Some(hasher) = long_hasher.as_mut() {
             hasher.update(part);
-        } else if (kept.len() + part.len()) as u64 > MAX_LINE {
+        } else if (line_bytes.len() + part.len()) as u64 > MAX_LINE {
             let mut hasher = Sha256::new();
-            hasher.update(&kept);
+            hasher.update(&line_bytes);
             hasher.update(part);
-            kept = Vec::new();
+            line_bytes = Vec::new();
             long_hasher = Some(hasher);
         } else {
-            kept.extend_from_slice(part);
+            line_bytes.extend_from_slice(part);
         }
         let used = part.len() + usize::from(newline.is_some());
         reader.consume(used);
@@ -439,7 +439,7 @@ fn next_raw_line(reader: &mut impl BufRead) -> io::Result<Option<RawLine>> {
             long_sha256: Some(hex(&hasher.finalize())),
         },
         None => RawLine {
-            bytes: Some(kept),
+            bytes: Some(line_bytes),
             long_sha256: None,
         },
     }))
