@@ -12,6 +12,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
@@ -20,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::failpoint;
 use crate::journal::hex;
-use crate::scan::{ScanError, Scanner, Summary};
+use crate::scan::{BlockScanner, NotHandled, ScanError, Scanner, Summary};
 
 /// Size of one chunk.
 const CHUNK: usize = 512 * 1024;
@@ -80,6 +81,9 @@ pub fn copy_and_scan_with(
     // The scanner goes to its thread only once the thread runs, so that it
     // is still here for the one-thread pass when the thread cannot start.
     let (scanner_sender, scanner_receiver) = mpsc::channel::<Scanner>();
+    // A second descriptor for reading the file again from its start, which the scan thread
+    // needs if the block scanner gives up. Without one, the scan uses `Scanner` throughout.
+    let source = input.try_clone().ok();
 
     thread::scope(|scope| {
         let hash_free = free_sender.clone();
@@ -96,24 +100,12 @@ pub fn copy_and_scan_with(
         };
         let scan_free = free_sender;
         let invalid = &invalid;
+        let source = source.as_ref();
         let scan_thread = spawn(scope, "scan", move || {
-            let mut scanner = scanner_receiver
+            let scanner = scanner_receiver
                 .recv()
                 .expect("the scanner is sent once this thread runs");
-            let mut error = None;
-            for chunk in scan_receiver {
-                if error.is_none()
-                    && let Err(scan_error) = scanner.feed(chunk.bytes())
-                {
-                    error = Some(scan_error);
-                    invalid.store(true, Ordering::Relaxed);
-                }
-                recycle(chunk, &scan_free);
-            }
-            match error {
-                Some(error) => Err(error),
-                None => scanner.finish(),
-            }
+            scan_chunks(scanner, source, scan_receiver, &scan_free, invalid)
         });
         let Some(scan_thread) = scan_thread else {
             drop(hash_sender);
@@ -138,9 +130,86 @@ pub fn copy_and_scan_with(
         Ok(Copied {
             bytes: read?,
             sha256: hex(&digest),
-            scan,
+            scan: scan?,
         })
     })
+}
+
+/// Scans the chunks on the scan thread: first with a [`BlockScanner`], and when it gives up,
+/// with `scanner`, which then reads the bytes already seen again from `source`. With no
+/// `source`, `scanner` does the whole scan. Returns an error only when the file cannot be read
+/// again.
+fn scan_chunks(
+    mut scanner: Scanner,
+    source: Option<&File>,
+    chunks: mpsc::Receiver<Arc<Chunk>>,
+    free: &mpsc::Sender<Vec<u8>>,
+    invalid: &AtomicBool,
+) -> io::Result<Result<Summary, ScanError>> {
+    let mut fast = source.map(|source| (BlockScanner::like(&scanner), source));
+    let mut seen = 0u64;
+    let mut scan_error = None;
+    let mut read_error = None;
+    for chunk in chunks {
+        let bytes = chunk.bytes();
+        if let Some((block_scanner, source)) = &mut fast
+            && block_scanner.feed(bytes).is_err()
+        {
+            if let Err(error) = rescan(&mut scanner, source, seen) {
+                read_error = Some(error);
+                invalid.store(true, Ordering::Relaxed);
+            }
+            fast = None;
+        }
+        if fast.is_none()
+            && scan_error.is_none()
+            && read_error.is_none()
+            && let Err(error) = scanner.feed(bytes)
+        {
+            scan_error = Some(error);
+            invalid.store(true, Ordering::Relaxed);
+        }
+        seen += bytes.len() as u64;
+        recycle(chunk, free);
+    }
+    if let Some(error) = read_error {
+        return Err(error);
+    }
+    if let Some(error) = scan_error {
+        return Ok(Err(error));
+    }
+    if let Some((block_scanner, source)) = fast {
+        match block_scanner.finish() {
+            Ok(summary) => return Ok(Ok(summary)),
+            Err(NotHandled) => rescan(&mut scanner, source, seen)?,
+        }
+    }
+    Ok(scanner.finish())
+}
+
+/// Feeds `scanner` the first `len` bytes of `source`, up to the first scan error.
+fn rescan(scanner: &mut Scanner, source: &File, len: u64) -> io::Result<()> {
+    let mut buffer = vec![0u8; CHUNK];
+    let mut offset = 0;
+    while offset < len {
+        let want = (len - offset).min(CHUNK as u64) as usize;
+        let count = match source.read_at(&mut buffer[..want], offset) {
+            Ok(0) => {
+                return Err(io::Error::other(format!(
+                    "the file is now shorter than the {len} bytes read before, so another \
+                     process is writing it"
+                )));
+            }
+            Ok(count) => count,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if scanner.feed(&buffer[..count]).is_err() {
+            return Ok(());
+        }
+        offset += count as u64;
+    }
+    Ok(())
 }
 
 /// Starts a consumer thread of the pass, or returns `None`, with a warning,
@@ -319,5 +388,95 @@ pub fn for_each_chunk(
         }
         consume(&buffer[..count])?;
         bytes += count as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom};
+
+    /// Returns a sessions document of `count` entries, one of which, at `odd_at`, has the
+    /// member `odd` in place of its status.
+    fn document(count: usize, odd_at: usize, odd: &str) -> Vec<u8> {
+        let mut text = String::from("{\n");
+        for i in 0..count {
+            let status = if i % 3 == 0 { "open" } else { "done" };
+            let member = if i == odd_at {
+                odd.to_string()
+            } else {
+                format!("\"status\": \"{status}\"")
+            };
+            let comma = if i + 1 == count { "" } else { "," };
+            text.push_str(&format!(
+                "  \"id-{i}\": {{\n    {member},\n    \"items\": [1.5, null, \"x\"]\n  }}{comma}\n"
+            ));
+        }
+        text.push_str("}\n");
+        text.into_bytes()
+    }
+
+    /// Runs the three-thread pass over `bytes` in a file, and `Scanner` over them in memory.
+    fn pass_and_scanner(bytes: &[u8]) -> (Copied, Result<Summary, ScanError>) {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(bytes).unwrap();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        let copied = copy_and_scan(&mut file, None).unwrap();
+        let mut scanner = Scanner::new();
+        let expected = scanner.feed(bytes).and_then(|()| scanner.finish());
+        (copied, expected)
+    }
+
+    #[test]
+    fn escaped_status_late_in_file_is_counted_by_rescan() {
+        // About 3 MB, so that the escape comes several chunks after the start.
+        let bytes = document(40_000, 39_000, r#""status": "op\u0065n""#);
+        assert!(bytes.len() > 4 * CHUNK);
+        let (copied, expected) = pass_and_scanner(&bytes);
+        let summary = copied.scan.unwrap();
+        assert_eq!(summary, expected.unwrap());
+        assert_eq!(summary.entries, 40_000);
+        assert_eq!(summary.by_status["open"], 13_334);
+        assert_eq!(summary.by_status["done"], 26_666);
+        assert_eq!(copied.bytes, bytes.len() as u64);
+    }
+
+    #[test]
+    fn escaped_key_in_last_chunk_is_counted_by_rescan() {
+        let bytes = document(40_000, 39_999, r#""st\u0061tus": "open""#);
+        let (copied, expected) = pass_and_scanner(&bytes);
+        let summary = copied.scan.unwrap();
+        assert_eq!(summary, expected.unwrap());
+        assert_eq!(summary.by_status["done"], 26_666);
+        assert_eq!(summary.by_status["open"], 13_334);
+    }
+
+    #[test]
+    fn syntax_error_late_in_file_has_exact_position() {
+        let bytes = document(40_000, 39_000, r#""status": "open" "x": 1"#);
+        let (copied, expected) = pass_and_scanner(&bytes);
+        let error = copied.scan.unwrap_err();
+        assert_eq!(error, expected.unwrap_err());
+        assert_eq!(error.line, 39_000 * 4 + 3);
+        assert_eq!(error.column, 22);
+        assert_eq!(
+            error.message,
+            "expected ',' or '}' after an object member, found '\"'"
+        );
+    }
+
+    #[test]
+    fn shape_error_is_reported_like_scanner() {
+        let mut bytes = document(40_000, usize::MAX, "");
+        bytes.truncate(bytes.len() - 2);
+        bytes.extend_from_slice(b",\n  \"odd\": 5\n}\n");
+        let (copied, expected) = pass_and_scanner(&bytes);
+        let error = copied.scan.unwrap_err();
+        assert_eq!(error, expected.unwrap_err());
+        assert_eq!(error.kind, crate::scan::ScanErrorKind::Shape);
+        assert_eq!(
+            error.message,
+            "entry \"odd\" is a number, expected an object"
+        );
     }
 }

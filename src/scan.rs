@@ -12,9 +12,13 @@
 //! and a status index in 20 bytes, plus a control byte. The table is kept between 7/16 and 7/8
 //! full, so an entry takes 24 to 48 bytes.
 
+mod blocks;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher, RandomState};
+
+pub use blocks::{BlockScanner, NotHandled};
 
 /// Maximum nesting depth of objects and arrays, counting the top-level object as level 1.
 const MAX_DEPTH: usize = 10_000;
@@ -1684,7 +1688,54 @@ mod tests {
             let _ = scanner.feed(&input[start..cut]);
             start = cut;
         }
-        scanner.finish()
+        let result = scanner.finish();
+        assert_blocks_agree(&Scanner::new(), input, cuts, &result);
+        result
+    }
+
+    /// Runs the block scanner, counting like `like`, over `input` cut at `cuts`, with each
+    /// classifier, and checks that whatever it accepts `Scanner` accepted with the same counts.
+    fn assert_blocks_agree(
+        like: &Scanner,
+        input: &[u8],
+        cuts: &[usize],
+        exact: &Result<Summary, ScanError>,
+    ) {
+        for portable in [false, true] {
+            let mut blocks = BlockScanner::like(like);
+            if portable {
+                blocks = blocks.without_avx2();
+            }
+            let mut start = 0;
+            let mut fed = Ok(());
+            for &cut in cuts.iter().chain([&input.len()]) {
+                let cut = cut.clamp(start, input.len());
+                fed = fed.and_then(|()| blocks.feed(&input[start..cut]));
+                start = cut;
+            }
+            let Ok(summary) = fed.and_then(|()| blocks.finish()) else {
+                // Without backslashes, only over-long numbers stop it on valid input.
+                assert!(
+                    exact.is_err() || input.contains(&b'\\') || input.len() > 4096,
+                    "block scanner (portable: {portable}) gave up on valid {:?}",
+                    String::from_utf8_lossy(input)
+                );
+                continue;
+            };
+            match exact {
+                Ok(expected) => assert_eq!(
+                    &summary,
+                    expected,
+                    "block scanner (portable: {portable}) counts differ on {:?}",
+                    String::from_utf8_lossy(input)
+                ),
+                Err(error) => panic!(
+                    "block scanner (portable: {portable}) accepted {:?}, which Scanner rejects: \
+                     {error}",
+                    String::from_utf8_lossy(input)
+                ),
+            }
+        }
     }
 
     fn statuses(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
@@ -1713,7 +1764,15 @@ mod tests {
         for chunk in input.as_bytes().chunks(piece) {
             scanner.feed(chunk).unwrap();
         }
-        scanner.finish().unwrap().unmodified_entries
+        let result = scanner.finish();
+        let cuts: Vec<usize> = (piece..input.len()).step_by(piece).collect();
+        assert_blocks_agree(
+            &Scanner::with_modified_cutoff(cutoff),
+            input.as_bytes(),
+            &cuts,
+            &result,
+        );
+        result.unwrap().unmodified_entries
     }
 
     #[test]
