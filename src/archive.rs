@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::failpoint;
 use crate::journal::hex;
+use crate::preconditions;
 use crate::scan::{BlockScanner, NotHandled, ScanError, Scanner, Summary};
 
 /// Size of one chunk.
@@ -81,9 +82,9 @@ pub fn copy_and_scan_with(
     // The scanner goes to its thread only once the thread runs, so that it
     // is still here for the one-thread pass when the thread cannot start.
     let (scanner_sender, scanner_receiver) = mpsc::channel::<Scanner>();
-    // A second descriptor for reading the file again from its start, which the scan thread
+    // A second descriptor for reading the bytes again from the start, which the scan thread
     // needs if the block scanner gives up. Without one, the scan uses `Scanner` throughout.
-    let source = input.try_clone().ok();
+    let source = Rescan::open(input, output);
 
     thread::scope(|scope| {
         let hash_free = free_sender.clone();
@@ -135,27 +136,86 @@ pub fn copy_and_scan_with(
     })
 }
 
+/// Where the scan thread reads again the bytes it has already seen.
+///
+/// That is the copy when there is one, because nothing else writes it, so it has exactly the
+/// bytes that were read. Without a copy it is the input file, and a writer that ignores the lock
+/// could change those bytes in between, so the file's metadata from before the pass is kept to
+/// detect that.
+struct Rescan {
+    file: File,
+    input_before: Option<std::fs::Metadata>,
+}
+
+impl Rescan {
+    fn open(input: &File, output: Option<&File>) -> Option<Rescan> {
+        let rescan = match output {
+            Some(output) => Rescan {
+                file: output.try_clone().ok()?,
+                input_before: None,
+            },
+            None => Rescan {
+                file: input.try_clone().ok()?,
+                input_before: Some(input.metadata().ok()?),
+            },
+        };
+        Some(rescan)
+    }
+
+    /// Feeds `scanner` the first `len` bytes, up to the first scan error.
+    fn feed(&self, scanner: &mut Scanner, len: u64) -> io::Result<()> {
+        let mut buffer = vec![0u8; CHUNK];
+        let mut offset = 0;
+        while offset < len {
+            let want = (len - offset).min(CHUNK as u64) as usize;
+            let count = match self.file.read_at(&mut buffer[..want], offset) {
+                Ok(0) => return Err(changed_during_pass()),
+                Ok(count) => count,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            };
+            if scanner.feed(&buffer[..count]).is_err() {
+                break;
+            }
+            offset += count as u64;
+        }
+        if let Some(before) = &self.input_before
+            && preconditions::changed_since(before, &self.file.metadata()?)
+        {
+            return Err(changed_during_pass());
+        }
+        Ok(())
+    }
+}
+
+fn changed_during_pass() -> io::Error {
+    io::Error::other(
+        "the file changed while it was read, so a process that does not take the lock is \
+         writing it; try again when it is done",
+    )
+}
+
 /// Scans the chunks on the scan thread: first with a [`BlockScanner`], and when it gives up,
-/// with `scanner`, which then reads the bytes already seen again from `source`. With no
-/// `source`, `scanner` does the whole scan. Returns an error only when the file cannot be read
-/// again.
+/// with `scanner`, which then reads the bytes already seen again through `rescan`. With no
+/// `rescan`, `scanner` does the whole scan. Returns an error when the bytes cannot be read
+/// again or the file changed before they were.
 fn scan_chunks(
     mut scanner: Scanner,
-    source: Option<&File>,
+    rescan: Option<&Rescan>,
     chunks: mpsc::Receiver<Arc<Chunk>>,
     free: &mpsc::Sender<Vec<u8>>,
     invalid: &AtomicBool,
 ) -> io::Result<Result<Summary, ScanError>> {
-    let mut fast = source.map(|source| (BlockScanner::like(&scanner), source));
+    let mut fast = rescan.map(|rescan| (BlockScanner::like(&scanner), rescan));
     let mut seen = 0u64;
     let mut scan_error = None;
     let mut read_error = None;
     for chunk in chunks {
         let bytes = chunk.bytes();
-        if let Some((block_scanner, source)) = &mut fast
+        if let Some((block_scanner, rescan)) = &mut fast
             && block_scanner.feed(bytes).is_err()
         {
-            if let Err(error) = rescan(&mut scanner, source, seen) {
+            if let Err(error) = rescan.feed(&mut scanner, seen) {
                 read_error = Some(error);
                 invalid.store(true, Ordering::Relaxed);
             }
@@ -178,38 +238,13 @@ fn scan_chunks(
     if let Some(error) = scan_error {
         return Ok(Err(error));
     }
-    if let Some((block_scanner, source)) = fast {
+    if let Some((block_scanner, rescan)) = fast {
         match block_scanner.finish() {
             Ok(summary) => return Ok(Ok(summary)),
-            Err(NotHandled) => rescan(&mut scanner, source, seen)?,
+            Err(NotHandled) => rescan.feed(&mut scanner, seen)?,
         }
     }
     Ok(scanner.finish())
-}
-
-/// Feeds `scanner` the first `len` bytes of `source`, up to the first scan error.
-fn rescan(scanner: &mut Scanner, source: &File, len: u64) -> io::Result<()> {
-    let mut buffer = vec![0u8; CHUNK];
-    let mut offset = 0;
-    while offset < len {
-        let want = (len - offset).min(CHUNK as u64) as usize;
-        let count = match source.read_at(&mut buffer[..want], offset) {
-            Ok(0) => {
-                return Err(io::Error::other(format!(
-                    "the file is now shorter than the {len} bytes read before, so another \
-                     process is writing it"
-                )));
-            }
-            Ok(count) => count,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        };
-        if scanner.feed(&buffer[..count]).is_err() {
-            return Ok(());
-        }
-        offset += count as u64;
-    }
-    Ok(())
 }
 
 /// Starts a consumer thread of the pass, or returns `None`, with a warning,
@@ -428,7 +463,7 @@ mod tests {
     }
 
     #[test]
-    fn escaped_status_late_in_file_is_counted_by_rescan() {
+    fn escaped_status_counted_after_rescan() {
         // About 3 MB, so that the escape comes several chunks after the start.
         let bytes = document(40_000, 39_000, r#""status": "op\u0065n""#);
         assert!(bytes.len() > 4 * CHUNK);
@@ -442,7 +477,7 @@ mod tests {
     }
 
     #[test]
-    fn escaped_key_in_last_chunk_is_counted_by_rescan() {
+    fn escaped_key_in_last_chunk_counted() {
         let bytes = document(40_000, 39_999, r#""st\u0061tus": "open""#);
         let (copied, expected) = pass_and_scanner(&bytes);
         let summary = copied.scan.unwrap();
@@ -463,6 +498,77 @@ mod tests {
             error.message,
             "expected ',' or '}' after an object member, found '\"'"
         );
+    }
+
+    /// Bytes that make the block scanner give up in their second 64-byte chunk, and the same
+    /// bytes after a writer rewrote two statuses in place.
+    const READ: &[u8] =
+        br#"{"a":{"status":"open"},"b":{"status":"open"},      "c":{"status":"op\u0065n"}}"#;
+    const REWRITTEN: &[u8] =
+        br#"{"a":{"status":"done"},"b":{"status":"done"},      "c":{"status":"op\u0065n"}}"#;
+
+    /// Runs the scan thread's loop on `READ` cut into two chunks after byte 64.
+    fn scan_read_bytes(rescan: &Rescan) -> io::Result<Result<Summary, ScanError>> {
+        let (sender, receiver) = mpsc::sync_channel(2);
+        let (free, _unused) = mpsc::channel();
+        for part in [&READ[..64], &READ[64..]] {
+            let chunk = Chunk {
+                buffer: part.to_vec(),
+                len: part.len(),
+            };
+            sender.send(Arc::new(chunk)).unwrap();
+        }
+        drop(sender);
+        scan_chunks(
+            Scanner::new(),
+            Some(rescan),
+            receiver,
+            &free,
+            &AtomicBool::new(false),
+        )
+    }
+
+    fn file_with(bytes: &[u8]) -> File {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(bytes).unwrap();
+        file
+    }
+
+    #[test]
+    fn fallback_reads_copy_not_changed_file() {
+        let input = file_with(REWRITTEN);
+        let copy = file_with(READ);
+        let rescan = Rescan::open(&input, Some(&copy)).unwrap();
+        let summary = scan_read_bytes(&rescan).unwrap().unwrap();
+        assert_eq!(summary.entries, 3);
+        assert_eq!(summary.by_status.len(), 1);
+        assert_eq!(summary.by_status["open"], 3);
+    }
+
+    #[test]
+    fn fallback_without_copy_detects_change() {
+        let input = file_with(READ);
+        let rescan = Rescan::open(&input, None).unwrap();
+        input.write_all_at(REWRITTEN, 0).unwrap();
+        // Coarse timestamps could leave mtime as it was, so the writer's change is made visible.
+        input
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
+            .unwrap();
+        let error = scan_read_bytes(&rescan).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("the file changed while it was read"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn fallback_without_copy_reads_unchanged_file() {
+        let input = file_with(READ);
+        let rescan = Rescan::open(&input, None).unwrap();
+        let summary = scan_read_bytes(&rescan).unwrap().unwrap();
+        assert_eq!(summary.by_status["open"], 3);
     }
 
     #[test]

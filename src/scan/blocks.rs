@@ -8,11 +8,11 @@
 //! looked at one by one. Whitespace and string content cost no work per byte, except for
 //! escapes and non-ASCII bytes, which are checked where the masks show them.
 //!
-//! It gives up, without saying why, on anything it does not handle itself: every syntax or
-//! shape error, an escape in a string whose text it reads (an entry id, a member key, a status
-//! or `last_modified_at` value), a number or literal longer than [`MAX_ATOM`] bytes, nesting
-//! deeper than [`MAX_DEPTH`] and empty input. The caller then runs [`Scanner`] over the same
-//! bytes, which either reports the error and where it is, or accepts the file.
+//! It gives up, without saying why, on anything it does not handle itself. That is every syntax
+//! or shape error and empty input, but also an escape in a string whose text it reads (an entry
+//! id, a member key, a status or `last_modified_at` value), a number or literal longer than
+//! [`MAX_ATOM`] bytes, and nesting deeper than [`MAX_DEPTH`]. The caller then runs [`Scanner`]
+//! over the same bytes, which either reports the error and where it is, or accepts the file.
 
 use super::{
     Container, MAX_DEPTH, MAX_MODIFIED_BYTES, MAX_STATUS_BYTES, MODIFIED_KEY, Scanner, StringRole,
@@ -44,7 +44,7 @@ struct Masks {
     non_ascii: u64,
 }
 
-/// What the next token may be.
+/// Kind of token allowed next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
     /// A value: at the start, after `:`, or after `,` in an array.
@@ -62,7 +62,8 @@ enum Expect {
     End,
 }
 
-/// Validator and entry counter that [`Scanner`] backs up; see the module documentation.
+/// Validator and entry counter with [`Scanner`] as its fallback, described in the module
+/// documentation.
 pub struct BlockScanner {
     /// Holds the entry counts, which [`Scanner::record_entry`] updates. Its own state machine
     /// is not used.

@@ -52,9 +52,31 @@ fn argument_fd(line: &str) -> Option<i64> {
 
 fn parse(trace: &str) -> Vec<Call> {
     let mut calls = Vec::new();
+    // When another thread makes a system call in the middle of one, strace -f splits the first
+    // into an `<unfinished ...>` line and a `<... NAME resumed>` line of the same pid. Such a
+    // call counts where it returned.
+    let mut unfinished: HashMap<&str, &str> = HashMap::new();
     for line in trace.lines() {
         // Lines start with the pid when -f is given.
-        let line = line.split_once(' ').map_or(line, |(_, rest)| rest).trim();
+        let (pid, line) = line.split_once(' ').unwrap_or(("", line));
+        let line = line.trim();
+        if let Some(start) = line.strip_suffix("<unfinished ...>") {
+            unfinished.insert(pid, start);
+            continue;
+        }
+        let joined;
+        let line = match line.strip_prefix("<... ") {
+            Some(resumed) => {
+                let (Some(start), Some((_, end))) =
+                    (unfinished.remove(pid), resumed.split_once("resumed>"))
+                else {
+                    continue;
+                };
+                joined = format!("{start}{end}");
+                joined.as_str()
+            }
+            None => line,
+        };
         if line.starts_with("openat(") {
             let (Some((path, _)), Some(fd)) = (quoted(line, 0), result(line)) else {
                 continue;
