@@ -136,7 +136,7 @@ pub fn copy_and_scan_with(
     })
 }
 
-/// Where the scan thread reads again the bytes it has already seen.
+/// Source of the bytes that the scan thread reads again when the block scanner gives up.
 ///
 /// That is the copy when there is one, because nothing else writes it, so it has exactly the
 /// bytes that were read. Without a copy it is the input file, and a writer that ignores the lock

@@ -754,7 +754,7 @@ fn commit(
     failpoint::check("after-journal")?;
     pending::remove(dir);
     if let Some(closing) = closing {
-        // The thread only drops files, so it cannot panic.
+        // Dropping a File ignores errors from close, so the thread has nothing to report.
         let _ = closing.join();
     }
     if let Some(peak) = system::peak_memory_kib() {
