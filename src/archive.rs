@@ -346,6 +346,9 @@ fn read_chunks(
                 written_back = bytes + len as u64;
             }
         }
+        if output.is_some() {
+            drop_from_cache(input, bytes, len as u64);
+        }
         bytes += len as u64;
         consume(Arc::new(Chunk { buffer, len }));
     }
@@ -387,6 +390,28 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
     // descriptor stays open for the duration of the call.
     unsafe {
         libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// Asks the kernel to drop a range of `file` from the page cache, once the
+/// range is in the copy.
+///
+/// The source of a copy is an active file about to be replaced or an archive
+/// being restored, so its pages are of little further use. Freeing them here,
+/// while the other threads work, is cheaper than freeing them all at once
+/// when the replaced file is closed: that made a 1 GB reset about a fifth
+/// faster in alternating runs (see `BENCHMARKS.md`). Dirty pages are not
+/// dropped, but their writeback starts now instead of within the kernel's
+/// expiry time (30 s by default). This is only a hint, so a failure is
+/// ignored.
+fn drop_from_cache(file: &File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: posix_fadvise only reads its integer arguments, and the
+    // descriptor stays open for the duration of the call.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_DONTNEED);
     }
 }
 
