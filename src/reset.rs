@@ -486,11 +486,12 @@ fn inspect(
         !force,
     )
     .map_err(|error| {
-        io_failure(
-            ErrorKind::Io,
-            error,
-            format!("cannot copy {} into its archive", path.display()),
-        )
+        let message = if archive.is_some() {
+            format!("cannot copy {} into its archive", path.display())
+        } else {
+            format!("cannot read {}", path.display())
+        };
+        io_failure(ErrorKind::Io, error, message)
     })?;
     if let Some(temp) = &archive {
         // The copy stays 0600 and owned by this process while it is written.

@@ -70,6 +70,7 @@ pub struct BlockScanner {
     /// is not used.
     tally: Scanner,
     /// Whether the processor has AVX2, checked once.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     avx2: bool,
     /// Bytes of a block that the last chunk did not complete.
     partial: [u8; BLOCK],

@@ -54,14 +54,21 @@ fn parse(trace: &str) -> Vec<Call> {
     let mut calls = Vec::new();
     // When another thread makes a system call in the middle of one, strace -f splits the first
     // into an `<unfinished ...>` line and a `<... NAME resumed>` line of the same pid. Such a
-    // call counts where it returned.
+    // call counts where it returned, except `close`: it frees the descriptor number at once,
+    // and another thread can get that number from `openat` before the `close` returns.
     let mut unfinished: HashMap<&str, &str> = HashMap::new();
     for line in trace.lines() {
         // Lines start with the pid when -f is given.
         let (pid, line) = line.split_once(' ').unwrap_or(("", line));
         let line = line.trim();
         if let Some(start) = line.strip_suffix("<unfinished ...>") {
-            unfinished.insert(pid, start);
+            if start.starts_with("close(") {
+                if let Some(fd) = argument_fd(start) {
+                    calls.push(Call::Close { fd });
+                }
+            } else {
+                unfinished.insert(pid, start);
+            }
             continue;
         }
         let joined;
