@@ -260,28 +260,41 @@ impl BlockScanner {
             tokens &= tokens - 1;
             match block[at] {
                 b'"' => {
-                    let role = self.begin_string()?;
-                    if tokens == 0 {
-                        self.open_string = Some(role);
-                        return self.read_text(role, block, at + 1, BLOCK, masks.backslash);
-                    }
-                    let end = tokens.trailing_zeros() as usize;
-                    tokens &= tokens - 1;
-                    self.read_text(role, block, at + 1, end, masks.backslash)?;
-                    self.end_string(role);
-                    // A key is nearly always followed by its ':' and a value by ',' in the same
-                    // block. Taking that token here, where the branch is easy to predict, saves
-                    // a round through the dispatch below.
-                    if tokens != 0 {
-                        let next = tokens.trailing_zeros() as usize;
-                        let follows = block[next];
+                    // Members are mostly strings, so a key, its ':', a string value and the
+                    // ',' after it are taken here in turn, where the branches are easy to
+                    // predict, without a round through the dispatch for each.
+                    let mut quote = at;
+                    loop {
+                        let role = self.begin_string()?;
+                        if tokens == 0 {
+                            self.open_string = Some(role);
+                            return self.read_text(role, block, quote + 1, BLOCK, masks.backslash);
+                        }
+                        let end = tokens.trailing_zeros() as usize;
+                        tokens &= tokens - 1;
+                        self.read_text(role, block, quote + 1, end, masks.backslash)?;
+                        self.end_string(role);
+                        if tokens == 0 {
+                            break;
+                        }
+                        let follows = block[tokens.trailing_zeros() as usize];
                         if follows == b':' && self.expect == Expect::Colon {
-                            tokens &= tokens - 1;
                             self.expect = Expect::Value;
                         } else if follows == b',' && self.expect == Expect::CommaOrClose {
-                            tokens &= tokens - 1;
                             self.comma()?;
+                        } else {
+                            break;
                         }
+                        tokens &= tokens - 1;
+                        if tokens == 0 {
+                            break;
+                        }
+                        let next = tokens.trailing_zeros() as usize;
+                        if block[next] != b'"' {
+                            break;
+                        }
+                        tokens &= tokens - 1;
+                        quote = next;
                     }
                 }
                 b',' => self.comma()?,
