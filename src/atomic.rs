@@ -286,6 +286,27 @@ impl TempFile {
         }
     }
 
+    /// Makes the empty file a copy-on-write clone of `source` (`FICLONE`, as
+    /// `cp --reflink` does), which copies no bytes. Returns false, having
+    /// changed nothing, where the filesystem cannot share extents, as ext4
+    /// and tmpfs cannot.
+    pub fn clone_from(&self, source: &File) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: FICLONE takes the source descriptor as its argument and
+        // both descriptors stay open for the duration of the call.
+        let result =
+            unsafe { libc::ioctl(self.file.as_raw_fd(), libc::FICLONE, source.as_raw_fd()) };
+        if result == 0 {
+            return true;
+        }
+        log::debug!(
+            "cannot clone into {} ({}); copying instead",
+            self.name,
+            io::Error::last_os_error()
+        );
+        false
+    }
+
     /// Syncs the data and metadata of the file.
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync_all()

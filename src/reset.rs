@@ -478,21 +478,24 @@ fn inspect(
         Some(temp)
     };
 
+    // Where the filesystem can share extents, the archive is a clone of the file made now, and
+    // the pass only reads. The clone has the bytes the pass reads because a write after `open`
+    // changes the file's metadata, which `check_unchanged` rejects before anything is replaced.
+    let cloned = archive.as_ref().is_some_and(|temp| temp.clone_from(&file));
+    if cloned {
+        log::debug!("cloned {} into its archive copy", path.display());
+    }
+    let output = archive.as_ref().filter(|_| !cloned).map(TempFile::file);
     let scanner = modified_cutoff.map_or_else(Scanner::new, Scanner::with_modified_cutoff);
-    let copied = archive::copy_and_scan_with(
-        &mut file,
-        archive.as_ref().map(TempFile::file),
-        scanner,
-        !force,
-    )
-    .map_err(|error| {
-        let message = if archive.is_some() {
-            format!("cannot copy {} into its archive", path.display())
-        } else {
-            format!("cannot read {}", path.display())
-        };
-        io_failure(ErrorKind::Io, error, message)
-    })?;
+    let copied =
+        archive::copy_and_scan_with(&mut file, output, scanner, !force).map_err(|error| {
+            let message = if archive.is_some() {
+                format!("cannot copy {} into its archive", path.display())
+            } else {
+                format!("cannot read {}", path.display())
+            };
+            io_failure(ErrorKind::Io, error, message)
+        })?;
     if let Some(temp) = &archive {
         // The copy stays 0600 and owned by this process while it is written.
         // It then gets the source's owner, so that the backend can read its

@@ -9,12 +9,15 @@ use serde_json::json;
 use crate::common::{DataDir, SESSIONS, code, stderr};
 
 const NOW: &str = "2026-12-04T00:00:01+01:00";
-const ORIGINAL: &[u8] = br#"{"a": {"status": "draft"}}"#;
-const LATE: &[u8] = br#"{"a": {"status": "draft"}, "b": {"status": "approved"}}"#;
+pub(crate) const ORIGINAL: &[u8] = br#"{"a": {"status": "draft"}}"#;
+pub(crate) const LATE: &[u8] = br#"{"a": {"status": "draft"}, "b": {"status": "approved"}}"#;
 
 /// Starts a reset that pauses after its archives are in place, runs `write`
 /// in that pause, and returns the reset's JSON report.
-fn reset_with_write_in_window(dir: &DataDir, write: impl FnOnce(&DataDir)) -> serde_json::Value {
+pub(crate) fn reset_with_write_in_window(
+    dir: &DataDir,
+    write: impl FnOnce(&DataDir),
+) -> serde_json::Value {
     reset_with_write_in_window_on(dir, write, false)
 }
 
@@ -55,7 +58,7 @@ fn reset_with_write_in_window_on(
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-fn check_kept(dir: &DataDir, report: &serde_json::Value) {
+pub(crate) fn check_kept(dir: &DataDir, report: &serde_json::Value) {
     let late = "session_history_20261204_000001.late";
     assert_eq!(dir.read("session_history_20261204_000001.json"), ORIGINAL);
     assert_eq!(dir.read(late), LATE);

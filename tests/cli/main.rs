@@ -16,6 +16,7 @@ mod late_writes;
 mod lock;
 mod properties;
 mod prune;
+mod reflink;
 mod reset;
 mod restore;
 mod search;
