@@ -489,7 +489,7 @@ fn inspect(
     let scanner = modified_cutoff.map_or_else(Scanner::new, Scanner::with_modified_cutoff);
     let copied =
         archive::copy_and_scan_with(&mut file, output, scanner, !force).map_err(|error| {
-            let message = if archive.is_some() {
+            let message = if output.is_some() {
                 format!("cannot copy {} into its archive", path.display())
             } else {
                 format!("cannot read {}", path.display())
@@ -775,10 +775,10 @@ fn commit(
 
 /// Closes the replaced files on a thread, or here when no thread can start.
 ///
-/// Closing the last descriptor of a replaced file frees what is left of its page cache: the
-/// copy drops the pages it has read, but not dirty ones. All of it took about 20 ms per 100 MB
-/// (measured with `strace -T` on a 2-core virtual machine). On a thread, that overlaps with the
-/// journal write and its fsync.
+/// Closing the last descriptor of a replaced file frees what is left of its page cache. A copy
+/// drops the pages it has read, except dirty ones, and a clone drops none. Freeing all of it
+/// took about 20 ms per 100 MB (measured with `strace -T` on a 2-core virtual machine). On a
+/// thread, that overlaps with the journal write and its fsync.
 fn close_in_background(files: Vec<File>) -> Option<std::thread::JoinHandle<()>> {
     // When the thread cannot start, dropping the closure closes the files.
     std::thread::Builder::new()
