@@ -897,10 +897,21 @@ impl Scanner {
             self.key.start();
             StringRole::EntryKey
         } else {
-            self.member_key_matched = 0;
-            self.modified_key_matched = 0;
+            self.start_member_key();
             StringRole::MemberKey
         };
+    }
+
+    /// Starts matching an entry member key with the keys whose values are read.
+    fn start_member_key(&mut self) {
+        self.member_key_matched = 0;
+        self.modified_key_matched = 0;
+    }
+
+    /// Notes whether the entry member key that just ended is `"status"` or `"last_modified_at"`.
+    fn end_member_key(&mut self) {
+        self.member_is_status = usize::from(self.member_key_matched) == b"status".len();
+        self.member_is_modified = usize::from(self.modified_key_matched) == MODIFIED_KEY.len();
     }
 
     /// Finishes the string being read at its closing quote, returning the next state.
@@ -917,8 +928,7 @@ impl Scanner {
         }
         self.flush_high_surrogate();
         if role == StringRole::MemberKey {
-            self.member_is_status = usize::from(self.member_key_matched) == b"status".len();
-            self.member_is_modified = usize::from(self.modified_key_matched) == MODIFIED_KEY.len();
+            self.end_member_key();
             return State::Colon;
         }
         if role == StringRole::EntryKey {

@@ -15,10 +15,7 @@
 //! The caller then runs [`Scanner`] over the same bytes, which either reports the error and
 //! where it is, or accepts the file.
 
-use super::{
-    Container, MAX_DEPTH, MAX_MODIFIED_BYTES, MAX_STATUS_BYTES, MODIFIED_KEY, Scanner, StringRole,
-    Summary, Utf8Check, check_utf8_sequence,
-};
+use super::{Container, MAX_DEPTH, Scanner, StringRole, Summary, Utf8Check, check_utf8_sequence};
 
 /// Size of the unit that the classifier works on.
 const BLOCK: usize = 64;
@@ -93,8 +90,6 @@ pub struct BlockScanner {
     stack: Vec<Container>,
     /// Role of the string that the last block ended in.
     open_string: Option<StringRole>,
-    /// Member key being read, up to one byte longer than the longest key compared.
-    member_key: Vec<u8>,
 }
 
 impl BlockScanner {
@@ -120,7 +115,6 @@ impl BlockScanner {
             expect: Expect::Value,
             stack: Vec::new(),
             open_string: None,
-            member_key: Vec::with_capacity(MODIFIED_KEY.len() + 1),
         }
     }
 
@@ -238,10 +232,12 @@ impl BlockScanner {
             let len = (!atoms).trailing_zeros() as usize;
             self.extend_atom(&block[..len])?;
             if len < BLOCK {
-                let atom = std::mem::take(&mut self.atom);
-                self.end_atom(&atom)?;
-                self.atom = atom;
+                let valid = is_number_or_literal(&self.atom);
                 self.atom.clear();
+                if !valid {
+                    return Err(NotHandled);
+                }
+                self.end_value();
             }
         }
         if let Some(role) = self.open_string {
@@ -277,13 +273,10 @@ impl BlockScanner {
                         if tokens == 0 {
                             break;
                         }
-                        let follows = block[tokens.trailing_zeros() as usize];
-                        if follows == b':' && self.expect == Expect::Colon {
-                            self.expect = Expect::Value;
-                        } else if follows == b',' && self.expect == Expect::CommaOrClose {
-                            self.comma()?;
-                        } else {
-                            break;
+                        match block[tokens.trailing_zeros() as usize] {
+                            b':' => self.colon()?,
+                            b',' => self.comma()?,
+                            _ => break,
                         }
                         tokens &= tokens - 1;
                         if tokens == 0 {
@@ -298,12 +291,7 @@ impl BlockScanner {
                     }
                 }
                 b',' => self.comma()?,
-                b':' => {
-                    if self.expect != Expect::Colon {
-                        return Err(NotHandled);
-                    }
-                    self.expect = Expect::Value;
-                }
+                b':' => self.colon()?,
                 b'{' => self.open(Container::Object)?,
                 b'[' => self.open(Container::Array)?,
                 b'}' => self.close(Container::Object)?,
@@ -411,7 +399,7 @@ impl BlockScanner {
                     StringRole::EntryKey
                 }
                 2 => {
-                    self.member_key.clear();
+                    self.tally.start_member_key();
                     StringRole::MemberKey
                 }
                 _ => StringRole::Key,
@@ -447,28 +435,10 @@ impl BlockScanner {
         if backslash & bits_from(start) & !bits_from(end) != 0 {
             return Err(NotHandled);
         }
-        let text = &block[start..end];
-        match role {
-            StringRole::EntryKey => self.tally.key.push(text),
-            StringRole::MemberKey => {
-                let room = (MODIFIED_KEY.len() + 1).saturating_sub(self.member_key.len());
-                self.member_key
-                    .extend_from_slice(&text[..room.min(text.len())]);
-            }
-            StringRole::StatusValue => {
-                let room = (MAX_STATUS_BYTES + 4).saturating_sub(self.tally.status.len());
-                self.tally
-                    .status
-                    .extend_from_slice(&text[..room.min(text.len())]);
-            }
-            StringRole::ModifiedValue => {
-                let room = MAX_MODIFIED_BYTES.saturating_sub(self.tally.modified.len());
-                self.tally
-                    .modified
-                    .extend_from_slice(&text[..room.min(text.len())]);
-            }
-            StringRole::Value | StringRole::Key => {}
-        }
+        // The tally's reader of decoded text gets the raw bytes, which are the decoded text
+        // because they contain no escape.
+        self.tally.role = role;
+        self.tally.push_decoded(&block[start..end]);
         Ok(())
     }
 
@@ -485,9 +455,7 @@ impl BlockScanner {
                 self.expect = Expect::Colon;
             }
             StringRole::MemberKey => {
-                self.tally.member_is_status = self.member_key == b"status";
-                self.tally.member_is_modified =
-                    self.tally.modified_cutoff.is_some() && self.member_key == MODIFIED_KEY;
+                self.tally.end_member_key();
                 self.expect = Expect::Colon;
             }
         }
@@ -552,6 +520,15 @@ impl BlockScanner {
         }
         self.stack.pop();
         self.end_value();
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn colon(&mut self) -> Result<(), NotHandled> {
+        if self.expect != Expect::Colon {
+            return Err(NotHandled);
+        }
+        self.expect = Expect::Value;
         Ok(())
     }
 
