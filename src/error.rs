@@ -100,6 +100,20 @@ pub fn io_failure(kind: ErrorKind, error: io::Error, message: impl Into<String>)
     })
 }
 
+/// Returns a function that turns an I/O error while reading the archive at `path` into the
+/// failure "cannot read archive PATH".
+pub fn archive_read_failure(
+    path: &std::path::Path,
+) -> impl Fn(io::Error) -> anyhow::Error + Copy + '_ {
+    move |error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot read archive {}", path.display()),
+        )
+    }
+}
+
 /// Finds the kind of an error chain: the outermost [`Failure`], else the
 /// first `io::Error`, else [`ErrorKind::Other`].
 pub fn kind_of(error: &anyhow::Error) -> ErrorKind {

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use crate::archive;
 use crate::atomic;
 use crate::datadir::{DataDir, Source};
-use crate::error::{ErrorKind, failure, io_failure};
+use crate::error::{ErrorKind, archive_read_failure, failure, io_failure};
 use crate::history::show::reader::{Session, Walker};
 use crate::journal::{Entry, Line, hex};
 use crate::restore::RESTORE_EVENT;
@@ -275,13 +275,7 @@ pub fn confirm(
         return Ok(found);
     }
     let path = dir.join(&baseline.archive);
-    let read_failure = |error| {
-        io_failure(
-            ErrorKind::Io,
-            error,
-            format!("cannot read archive {}", path.display()),
-        )
-    };
+    let read_failure = archive_read_failure(&path);
     let Some((mut file, _)) = atomic::open_regular(&path).map_err(read_failure)? else {
         return Err(failure(
             ErrorKind::NotFound,

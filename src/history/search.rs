@@ -18,7 +18,7 @@ use super::show::reader::{self, ReadError, Session};
 use super::show::{SessionRow, invalid_archive_message, reset_time_from_run_id, session_table};
 use crate::atomic;
 use crate::datadir::{ArchiveName, DataDir, Source};
-use crate::error::{ErrorKind, failure, io_failure};
+use crate::error::{ErrorKind, archive_read_failure, failure};
 use crate::journal::{self, Entry};
 use crate::output::{Render, count_noun, format_size};
 
@@ -148,13 +148,7 @@ fn search_archive(
 ) -> anyhow::Result<()> {
     let name = archive.source.archive_name(&archive.run_id, true);
     let path = dir.join(&name);
-    let read_failure = |error| {
-        io_failure(
-            ErrorKind::Io,
-            error,
-            format!("cannot read archive {}", path.display()),
-        )
-    };
+    let read_failure = archive_read_failure(&path);
     // An archive deleted since the directory was listed, such as by a
     // concurrent prune, is not searched.
     let Some((mut file, metadata)) = atomic::open_regular(&path).map_err(read_failure)? else {

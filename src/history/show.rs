@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::archive;
 use crate::atomic;
 use crate::datadir::{DataDir, Source};
-use crate::error::{ErrorKind, failure, io_failure};
+use crate::error::{ErrorKind, archive_read_failure, failure};
 use crate::output::{Render, count_noun, format_counts, format_size};
 use crate::runs::{self, Run};
 use crate::scan::{ScanErrorKind, Summary};
@@ -225,13 +225,7 @@ fn unlisted_reason(run: &Run) -> Option<String> {
 /// a repeated key at the position of its first, as Python's `json.load` does.
 fn list_sessions(dir: &DataDir, name: &str) -> anyhow::Result<(Vec<SessionRow>, Summary)> {
     let path = dir.join(name);
-    let read_failure = |error| {
-        io_failure(
-            ErrorKind::Io,
-            error,
-            format!("cannot read archive {}", path.display()),
-        )
-    };
+    let read_failure = archive_read_failure(&path);
     let Some((mut file, _)) = atomic::open_regular(&path).map_err(read_failure)? else {
         return Err(failure(
             ErrorKind::NotFound,

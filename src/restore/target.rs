@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::archive::{self, Copied};
 use crate::atomic::{self, TempFile};
 use crate::datadir::{DataDir, Source};
-use crate::error::{ErrorKind, failure, io_failure};
+use crate::error::{ErrorKind, archive_read_failure, failure, io_failure};
 use crate::journal::ArchiveRecord;
 use crate::output::count_noun;
 use crate::preconditions;
@@ -294,13 +294,8 @@ fn merge_into(
 ) -> anyhow::Result<()> {
     let archive_path = dir.join(&archive.name);
     let active_path = dir.join(target.source.file_name());
-    let copied = archive::copy_and_scan(archive_file, None).map_err(|error| {
-        io_failure(
-            ErrorKind::Io,
-            error,
-            format!("cannot read archive {}", archive_path.display()),
-        )
-    })?;
+    let copied =
+        archive::copy_and_scan(archive_file, None).map_err(archive_read_failure(&archive_path))?;
     if check_archive(&archive_path, archive, &copied)? == 0 {
         log::info!(
             "archive {} has no entries, so {} is left as it is",
