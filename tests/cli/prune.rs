@@ -90,6 +90,16 @@ fn archive_names(dir: &DataDir) -> Vec<String> {
         .collect()
 }
 
+/// Returns the length in bytes of the journal's longest line.
+fn longest_journal_line(dir: &DataDir) -> usize {
+    fs::read_to_string(dir.file(JOURNAL))
+        .unwrap()
+        .lines()
+        .map(str::len)
+        .max()
+        .unwrap()
+}
+
 #[test]
 fn prune_keep_deletes_older_resets() {
     let dir = four_resets();
@@ -406,12 +416,7 @@ fn large_prune_is_journaled_in_batches() {
     assert_eq!(journal.len(), 3);
     assert_eq!(journal[1]["pruned"].as_array().unwrap().len(), 10_000);
     assert_eq!(journal[2]["pruned"].as_array().unwrap().len(), 1);
-    let longest = fs::read_to_string(dir.file(JOURNAL))
-        .unwrap()
-        .lines()
-        .map(str::len)
-        .max()
-        .unwrap();
+    let longest = longest_journal_line(&dir);
     assert!(
         longest < 1024 * 1024,
         "longest journal line {longest} bytes"
@@ -465,12 +470,7 @@ fn long_archive_names_split_prune_lines() {
     assert_eq!(report["deleted"].as_array().unwrap().len(), 3_000);
     let journal = dir.journal();
     assert_eq!(journal.len(), 3, "one reset line and two prune lines");
-    let longest = fs::read_to_string(dir.file(JOURNAL))
-        .unwrap()
-        .lines()
-        .map(str::len)
-        .max()
-        .unwrap();
+    let longest = longest_journal_line(&dir);
     assert!(
         longest < 1024 * 1024,
         "longest journal line {longest} bytes"
