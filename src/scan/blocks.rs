@@ -63,8 +63,8 @@ enum Expect {
 /// Validator and entry counter with [`Scanner`] as its fallback, described in the module
 /// documentation.
 pub struct BlockScanner {
-    /// Holds the entry counts, which [`Scanner::record_entry`] updates. Its own state machine
-    /// is not used.
+    /// Entry counts, kept in a [`Scanner`] so that [`Scanner::record_entry`] updates them. Its
+    /// state machine is not used.
     tally: Scanner,
     /// Whether the processor has AVX2, checked once.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]

@@ -30,11 +30,11 @@ impl XfsMount {
             .set_len(512 << 20)
             .unwrap();
 
-        let made = Command::new("mkfs.xfs")
+        let formatted = Command::new("mkfs.xfs")
             .args(["-q", "-m", "reflink=1"])
             .arg(&image)
             .status();
-        if !made.is_ok_and(|status| status.success()) {
+        if !formatted.is_ok_and(|status| status.success()) {
             eprintln!("skipping: mkfs.xfs is missing or failed");
             return None;
         }
