@@ -187,20 +187,61 @@ impl TempFile {
     /// `O_EXCL` makes the create fail on any existing name, a planted symbolic
     /// link included; the next counter value is tried then.
     pub fn create(dir: &DataDir, target: &str) -> io::Result<TempFile> {
+        Self::with_free_name(dir, target, |path| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(path)
+        })
+    }
+
+    /// Gives `source` a second name, `.<target>.<pid>.<n>.order-reset-tmp`,
+    /// with a hard link. The temporary file is then `source` itself: the same
+    /// bytes, owner, mode and times, and it shares `source`'s open file.
+    ///
+    /// The link is made from `/proc/self/fd`, so it names the open file even
+    /// if its own name was replaced since it was opened.
+    pub fn link(dir: &DataDir, target: &str, source: &File) -> io::Result<TempFile> {
+        use std::os::fd::AsRawFd;
+        let proc_path = CString::new(format!("/proc/self/fd/{}", source.as_raw_fd()))?;
+        Self::with_free_name(dir, target, |path| {
+            let path_c = CString::new(path.as_os_str().as_bytes())?;
+            let file = source.try_clone()?;
+            // SAFETY: both paths are valid NUL-terminated strings that
+            // outlive the call.
+            let result = unsafe {
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    proc_path.as_ptr(),
+                    libc::AT_FDCWD,
+                    path_c.as_ptr(),
+                    libc::AT_SYMLINK_FOLLOW,
+                )
+            };
+            if result != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(file)
+        })
+    }
+
+    /// Tries temporary names for `target` until `make` does not find one
+    /// taken, and returns the file `make` made at the free name.
+    fn with_free_name(
+        dir: &DataDir,
+        target: &str,
+        mut make: impl FnMut(&Path) -> io::Result<File>,
+    ) -> io::Result<TempFile> {
         let pid = std::process::id();
         let mut last_error = None;
         for _ in 0..100 {
             let counter = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
             let name = format!(".{target}.{pid}.{counter}{TEMP_SUFFIX}");
             let path = dir.join(&name);
-            let opened = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&path);
-            match opened {
+            match make(&path) {
                 Ok(file) => {
                     return Ok(TempFile {
                         path,
@@ -305,6 +346,13 @@ impl TempFile {
             io::Error::last_os_error()
         );
         false
+    }
+
+    /// Leaves the file at its temporary name and returns that path, for a
+    /// caller that renames it itself.
+    pub fn into_path(mut self) -> PathBuf {
+        self.persisted = true;
+        self.path.clone()
     }
 
     /// Syncs the data and metadata of the file.

@@ -15,6 +15,7 @@ mod generate;
 mod generation;
 mod history;
 mod journal;
+mod lease;
 mod lock;
 mod output;
 mod pending;

@@ -22,7 +22,7 @@ use crate::error::{ErrorKind, failure, io_failure};
 use crate::generation::Generation;
 use crate::journal::ArchiveRecord;
 use crate::journal::{self, Entry};
-use crate::reset::{EMPTY_STATE, keep_as_late, prepare_empty_like};
+use crate::reset::{EMPTY_STATE, copy_to_temp, keep_as_late, prepare_empty_like};
 
 /// The record of an interrupted reset, with enough to complete it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -186,8 +186,13 @@ pub fn complete(dir: &DataDir, generation: &mut Generation) -> anyhow::Result<Op
     let mut in_place = Vec::new();
     let mut late = Vec::new();
     for file in &pending.files {
-        if let Some(record) = keep_displaced(dir, file, &run_id)? {
-            late.push(record);
+        let (kept, archive_removed) = keep_displaced(dir, file, &run_id)?;
+        late.extend(kept);
+        if archive_removed {
+            continue;
+        }
+        if unlink_archive_from_active(dir, file)? {
+            continue;
         }
         if put_archive_in_place(dir, file)? {
             in_place.push(file.archive.clone());
@@ -204,7 +209,7 @@ pub fn complete(dir: &DataDir, generation: &mut Generation) -> anyhow::Result<Op
         )
     })?;
 
-    if in_place.is_empty() {
+    if in_place.is_empty() && late.is_empty() {
         log::warn!(
             "interrupted reset {run_id} had not put any archive in place; nothing of it took effect"
         );
@@ -232,6 +237,80 @@ pub fn complete(dir: &DataDir, generation: &mut Generation) -> anyhow::Result<Op
     journal::Writer::open(dir)?.append(&mut entry)?;
     remove(dir);
     Ok(Some(run_id))
+}
+
+/// Deals with an archive, or its temporary name, that is the active file
+/// itself: a hard link that the interrupted reset made and did not get to
+/// replace the active file behind. Writers can change the active file, so
+/// the link is not an archive to keep. While the file still has the recorded
+/// content, the name gets a synced copy of it and the reset completes as
+/// usual. Otherwise a writer changed the file since, the active file has
+/// everything, and the name is removed: that file counts as not reset and
+/// the next reset archives it. Returns whether it removed a name.
+fn unlink_archive_from_active(dir: &DataDir, file: &PendingFile) -> anyhow::Result<bool> {
+    let path = dir.join(file.source.file_name());
+    let io_error = |error: std::io::Error, what: &str, path: &std::path::Path| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot {what} {}", path.display()),
+        )
+    };
+    let Some((active, metadata)) =
+        atomic::open_regular(&path).map_err(|error| io_error(error, "open", &path))?
+    else {
+        return Ok(false);
+    };
+    let mut removed = false;
+    for name in [&file.archive, &file.temp] {
+        let link = dir.join(name);
+        let Ok(found) = fs::symlink_metadata(&link) else {
+            continue;
+        };
+        if found.ino() != metadata.ino() || found.dev() != metadata.dev() {
+            continue;
+        }
+        let copy = copy_if_recorded(dir, name, file, &active, &metadata)
+            .map_err(|error| io_error(error, "copy", &link))?;
+        match copy {
+            Some(copy) => {
+                copy.persist(dir, name, true)
+                    .map_err(|error| io_error(error, "replace", &link))?;
+                log::info!(
+                    "replaced {}, a link to {}, with a copy",
+                    link.display(),
+                    path.display()
+                );
+            }
+            None => {
+                fs::remove_file(&link).map_err(|error| io_error(error, "remove", &link))?;
+                log::warn!(
+                    "removed {}, a link to {}, which changed after the interrupted reset read it; {} is not reset by that run",
+                    link.display(),
+                    path.display(),
+                    file.source.file_name()
+                );
+                removed = true;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Copies the active file for `name` when it still has the recorded content,
+/// checked on the copy itself, and returns the synced copy.
+fn copy_if_recorded(
+    dir: &DataDir,
+    name: &str,
+    file: &PendingFile,
+    active: &fs::File,
+    metadata: &fs::Metadata,
+) -> std::io::Result<Option<TempFile>> {
+    let copy = copy_to_temp(dir, name, active, metadata)?;
+    let mut reader = copy.file().try_clone()?;
+    std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0))?;
+    let (_, hash) = archive::hash_file(&mut reader)?;
+    Ok((hash == file.sha256).then_some(copy))
 }
 
 /// Makes sure the archive is in place with the recorded content, renaming the
@@ -274,22 +353,49 @@ fn put_archive_in_place(dir: &DataDir, file: &PendingFile) -> anyhow::Result<boo
 /// Looks at the replacement's temporary name, which holds the displaced
 /// active file when the run was killed right after the exchange. An empty
 /// object or the archived content is removed; anything else was written by a
-/// writer that ignores the lock and is kept as a `.late` archive.
+/// writer that ignores the lock and is kept as a `.late` archive. Returns
+/// that archive's record, and whether the archive name was removed because
+/// it was a hard link to the same file.
 fn keep_displaced(
     dir: &DataDir,
     file: &PendingFile,
     run_id: &str,
-) -> anyhow::Result<Option<ArchiveRecord>> {
+) -> anyhow::Result<(Option<ArchiveRecord>, bool)> {
     let Some(name) = &file.replacement else {
-        return Ok(None);
+        return Ok((None, false));
     };
     let Some(hash) = hash_if_present(dir, name)? else {
-        return Ok(None);
+        return Ok((None, false));
     };
     if hash == file.sha256 || hash == journal::sha256_hex(EMPTY_STATE) {
-        return Ok(None);
+        return Ok((None, false));
     }
-    keep_as_late(dir, file.source, run_id, &dir.join(name)).map(Some)
+    // Where the archive was a hard link to the displaced file, the writer
+    // wrote into the archive too, so that name no longer holds an archive.
+    let archive = dir.join(&file.archive);
+    let mut archive_removed = false;
+    if let (Ok(displaced), Ok(found)) = (
+        fs::symlink_metadata(dir.join(name)),
+        fs::symlink_metadata(&archive),
+    ) && displaced.ino() == found.ino()
+        && displaced.dev() == found.dev()
+    {
+        fs::remove_file(&archive).map_err(|error| {
+            io_failure(
+                ErrorKind::Io,
+                error,
+                format!("cannot remove {}", archive.display()),
+            )
+        })?;
+        log::error!(
+            "{} was a link to the replaced {}, which a process that does not take order-reset.lock wrote after the interrupted reset; what it holds now is kept as a .late archive",
+            archive.display(),
+            file.source.file_name()
+        );
+        archive_removed = true;
+    }
+    let record = keep_as_late(dir, file.source, run_id, &dir.join(name))?;
+    Ok((Some(record), archive_removed))
 }
 
 /// Replaces the active file with `{}` when it still has the archived content,

@@ -137,6 +137,18 @@ pub fn changed_error(path: &Path) -> anyhow::Error {
     )
 }
 
+/// Returns the error for a file that a process opened for writing while
+/// order-reset read it under a read lease.
+pub fn opened_error(path: &Path) -> anyhow::Error {
+    failure(
+        ErrorKind::LockBusy,
+        format!(
+            "{} was opened for writing while order-reset read it, so a process writes it without holding order-reset.lock; nothing was changed: try again, and make the backend take the lock",
+            path.display()
+        ),
+    )
+}
+
 /// Picks the first run id, `stamp`, `stamp_2`, `stamp_3` and so on, that no
 /// archive file and no journal line uses yet, so that resets in the same
 /// second never share a name.

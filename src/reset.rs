@@ -37,6 +37,7 @@ use crate::error::{ErrorKind, failure, io_failure};
 use crate::failpoint;
 use crate::generation::Generation;
 use crate::journal::{self, ArchiveRecord, Entry};
+use crate::lease;
 use crate::lock;
 use crate::output::{Render, count_noun, format_counts};
 use crate::pending::{self, Pending, PendingFile};
@@ -113,6 +114,9 @@ struct Inspected {
     copied: Option<Copied>,
     /// The archive copy, not yet renamed into place; `None` in a dry run.
     archive: Option<TempFile>,
+    /// Whether the archive is a hard link to the active file, guarded by a
+    /// read lease on `opened`.
+    linked: bool,
 }
 
 impl Inspected {
@@ -216,6 +220,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
         inspected.push(inspect(dir, source, args.dry_run, args.force, cutoff)?);
     }
     failpoint::check("after-copy")?;
+    check_no_writer_waits(dir, &inspected)?;
     let invalid_files = check_validity(dir, &inspected, args.force)?;
     // Only a file that the scanner accepted is read for resurrected sessions.
     let sessions = inspected
@@ -326,6 +331,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
     // Opened before the commit, so that a journal that cannot be written
     // stops the reset while nothing is visible yet.
     let mut journal = journal::Writer::open(dir)?;
+    check_no_writer_waits(dir, &inspected)?;
 
     commit(
         dir,
@@ -466,26 +472,42 @@ fn inspect(
             opened: None,
             copied: None,
             archive: None,
+            linked: false,
         });
     };
 
+    // The archive is, in this order of preference: a clone of the file, where the filesystem
+    // can share extents; a hard link to it, guarded by a read lease (see `link_archive`); a
+    // copy written by the pass below. A clone or a link is made now, and the pass then only
+    // reads. The clone has the bytes the pass reads because a write after `open` changes the
+    // file's metadata, which `check_unchanged` rejects before anything is replaced.
+    let mut metadata = metadata;
+    let mut cloned = false;
+    let mut linked = false;
     let archive = if dry_run {
         None
     } else {
         preconditions::check_owner_can_be_kept(&path, &metadata)?;
-        let temp = TempFile::create(dir, &source.archive_name("pending", true))
-            .map_err(|error| create_error(dir, error))?;
-        Some(temp)
+        let name = source.archive_name("pending", true);
+        let temp = TempFile::create(dir, &name).map_err(|error| create_error(dir, error))?;
+        cloned = temp.clone_from(&file);
+        if cloned {
+            log::debug!("cloned {} into its archive copy", path.display());
+            Some(temp)
+        } else if let Some((link, now)) = link_archive(dir, &name, &path, &file, &metadata) {
+            linked = true;
+            // The link changed the change time. Nothing else can change the file without
+            // the lease showing it first.
+            metadata = now;
+            Some(link)
+        } else {
+            Some(temp)
+        }
     };
-
-    // Where the filesystem can share extents, the archive is a clone of the file made now, and
-    // the pass only reads. The clone has the bytes the pass reads because a write after `open`
-    // changes the file's metadata, which `check_unchanged` rejects before anything is replaced.
-    let cloned = archive.as_ref().is_some_and(|temp| temp.clone_from(&file));
-    if cloned {
-        log::debug!("cloned {} into its archive copy", path.display());
-    }
-    let output = archive.as_ref().filter(|_| !cloned).map(TempFile::file);
+    let output = archive
+        .as_ref()
+        .filter(|_| !cloned && !linked)
+        .map(TempFile::file);
     let scanner = modified_cutoff.map_or_else(Scanner::new, Scanner::with_modified_cutoff);
     let copied =
         archive::copy_and_scan_with(&mut file, output, scanner, !force).map_err(|error| {
@@ -496,7 +518,7 @@ fn inspect(
             };
             io_failure(ErrorKind::Io, error, message)
         })?;
-    if let Some(temp) = &archive {
+    if let Some(temp) = archive.as_ref().filter(|_| !linked) {
         // The copy stays 0600 and owned by this process while it is written.
         // It then gets the source's owner, so that the backend can read its
         // history, and the source's mode without execute bits, so that it is
@@ -514,6 +536,9 @@ fn inspect(
                     ),
                 )
             })?;
+    }
+    if let Some(temp) = &archive {
+        // A linked archive is the active file, whose writer may not have synced it.
         temp.sync().map_err(|error| {
             io_failure(
                 ErrorKind::Io,
@@ -541,8 +566,92 @@ fn inspect(
         source,
         opened: Some((file, metadata)),
         copied: Some(copied),
+        linked,
         archive,
     })
+}
+
+/// Makes the archive a hard link to the active file, guarded by a read lease
+/// on `file`, and returns it with the file's metadata after the link.
+///
+/// That archives the file without copying it. It is safe because the lease
+/// can be taken only while no process has the file open for writing, and a
+/// process that opens it for writing afterwards waits until the reset has
+/// seen it: before the commit the reset then stops, and after the exchange
+/// the archive becomes a copy first (`keep_waiting_writer`).
+///
+/// Returns `None`, having changed nothing, where the archive must be a copy:
+/// the copy would get another owner or mode (execute or special bits), the
+/// file has another name, a process has it open for writing, or the lease
+/// or the link is not possible here.
+fn link_archive(
+    dir: &DataDir,
+    name: &str,
+    path: &Path,
+    file: &File,
+    metadata: &Metadata,
+) -> Option<(TempFile, Metadata)> {
+    if linking_disabled() {
+        return None;
+    }
+    let owner = preconditions::owner_for_new_file(metadata);
+    if metadata.mode() & 0o7111 != 0 || owner != (metadata.uid(), metadata.gid()) {
+        log::debug!(
+            "copying {}: its archive gets another owner or mode",
+            path.display()
+        );
+        return None;
+    }
+    // Through another name, a process could write the archive after the reset.
+    if metadata.nlink() != 1 {
+        log::debug!(
+            "copying {}: it has {} names",
+            path.display(),
+            metadata.nlink()
+        );
+        return None;
+    }
+    if let Err(error) = lease::take(file) {
+        log::debug!("copying {}: no read lease on it ({error})", path.display());
+        return None;
+    }
+    let linked = TempFile::link(dir, name, file)
+        .and_then(|temp| file.metadata().map(|metadata| (temp, metadata)));
+    match linked {
+        Ok(linked) => {
+            log::debug!(
+                "linked {} as its archive under a read lease",
+                path.display()
+            );
+            Some(linked)
+        }
+        Err(error) => {
+            lease::release(file);
+            log::debug!("copying {}: cannot link it ({error})", path.display());
+            None
+        }
+    }
+}
+
+/// Returns whether a debug build was asked, by `ORDER_RESET_NO_LINK`, to
+/// copy every archive, as where leases are not available.
+fn linking_disabled() -> bool {
+    cfg!(debug_assertions) && std::env::var_os("ORDER_RESET_NO_LINK").is_some()
+}
+
+/// Stops the reset, before anything is changed, when a process waits to open
+/// a linked active file for writing: what it writes would go into the
+/// archive.
+fn check_no_writer_waits(dir: &DataDir, inspected: &[Inspected]) -> anyhow::Result<()> {
+    for item in inspected.iter().filter(|item| item.linked) {
+        let (file, _) = item.opened.as_ref().expect("a linked file was opened");
+        if lease::broken(file) {
+            return Err(preconditions::opened_error(
+                &dir.join(item.source.file_name()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn open_error(path: &Path, error: std::io::Error) -> anyhow::Error {
@@ -668,6 +777,8 @@ fn commit(
     let mut archives = Vec::new();
     let mut files = Vec::new();
     let mut old_files = Vec::new();
+    // The archive name of each file archived by a hard link.
+    let mut links = Vec::new();
     for item in inspected {
         if !item.needs_archive() {
             continue;
@@ -689,6 +800,7 @@ fn commit(
             replacement: None,
         });
         archives.push((temp, record.file.clone(), record.entries));
+        links.push(item.linked.then(|| record.file.clone()));
         old_files.push(item.opened.expect("archived files were opened"));
     }
     // The replacement's temporary name holds the displaced active file right
@@ -722,8 +834,8 @@ fn commit(
     let sources: Vec<Source> = entry.archives.iter().map(|record| record.source).collect();
     let replaced = (|| {
         let mut late = Vec::new();
-        for ((temp, source), (old_file, before)) in
-            replacements.into_iter().zip(sources).zip(&old_files)
+        for ((temp, &source), (old_file, before)) in
+            replacements.into_iter().zip(&sources).zip(&old_files)
         {
             let target = source.file_name();
             let displaced = temp.exchange_into(dir, target).map_err(|error| {
@@ -748,6 +860,27 @@ fn commit(
         Ok(late)
     })();
     let late = replaced.map_err(|error| incomplete(entry, error))?;
+    entry.archives.extend(late);
+    let waiting = (|| {
+        let mut late = Vec::new();
+        for ((source, (old_file, before)), link) in sources.iter().zip(&old_files).zip(&links) {
+            let Some(archive) = link else {
+                continue;
+            };
+            if lease::broken(old_file) {
+                late.push(keep_waiting_writer(
+                    dir, *source, &run_id, archive, old_file, before,
+                )?);
+            }
+            // From here a writer may open the file again, which is no longer the archive's.
+            lease::release(old_file);
+        }
+        if !late.is_empty() {
+            atomic::sync_dir(dir.path()).map_err(|error| sync_dir_error(dir, error))?;
+        }
+        Ok(late)
+    })();
+    let late = waiting.map_err(|error| incomplete(entry, error))?;
     entry.archives.extend(late);
     let closing = close_in_background(old_files.into_iter().map(|(file, _)| file).collect());
 
@@ -898,8 +1031,7 @@ fn keep_late_writes(
 
 /// Copies what a writer that ignores the lock wrote into the replaced file,
 /// read through the descriptor still open on it, into the `.late` archive
-/// of `run_id`, and returns its journal record. The copy gets the owner of
-/// the replaced file and its mode without execute bits.
+/// of `run_id`, and returns its journal record.
 pub fn copy_as_late(
     dir: &DataDir,
     source: Source,
@@ -908,27 +1040,94 @@ pub fn copy_as_late(
     before: &Metadata,
 ) -> anyhow::Result<ArchiveRecord> {
     let late_name = source.late_archive_name(run_id);
-    let io_error = |error: std::io::Error, what: &str| {
+    copy_to_temp(dir, &late_name, old_file, before)
+        .and_then(|temp| temp.persist(dir, &late_name, false))
+        .map_err(|error| {
+            io_failure(
+                ErrorKind::Io,
+                error,
+                format!("cannot create {}", dir.join(&late_name).display()),
+            )
+        })?;
+    late_record(dir, source, &late_name)
+}
+
+/// Copies all of `file`, through a descriptor open on it, into a new synced
+/// temporary file for `target`. The copy gets the owner of `file` as given
+/// by `before`, its mode without execute bits and its access control list.
+pub fn copy_to_temp(
+    dir: &DataDir,
+    target: &str,
+    file: &File,
+    before: &Metadata,
+) -> std::io::Result<TempFile> {
+    let temp = TempFile::create(dir, target)?;
+    let mut reader = file.try_clone()?;
+    std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0))?;
+    std::io::copy(&mut reader, &mut temp.file())?;
+    let (uid, gid) = preconditions::owner_for_new_file(before);
+    temp.set_owner_and_mode(uid, gid, before.mode() & 0o666)?;
+    temp.copy_acl_from(file)?;
+    temp.sync()?;
+    Ok(temp)
+}
+
+/// Keeps a linked archive apart from a writer that waits to open its file,
+/// a process that ignores the lock and looked the active file up before the
+/// exchange. Runs while the lease still holds the writer back, so the file
+/// still has the archived bytes.
+///
+/// The archive name gets a synced copy of those bytes, and the file itself,
+/// which the writer goes on to write once the lease is released, is kept as
+/// the `.late` archive. Its journal record describes it once the writer has
+/// closed it, or after [`WRITER_WAIT`] if it is still open then.
+fn keep_waiting_writer(
+    dir: &DataDir,
+    source: Source,
+    run_id: &str,
+    archive: &str,
+    file: &File,
+    before: &Metadata,
+) -> anyhow::Result<ArchiveRecord> {
+    let late = TempFile::link(dir, &source.late_archive_name(run_id), file)
+        .map_err(|error| create_error(dir, error))?;
+    let copied = copy_to_temp(dir, archive, file, before).and_then(|copy| {
+        if !same_content(before, &file.metadata()?) {
+            return Err(std::io::Error::other(
+                "the file changed although its read lease was held",
+            ));
+        }
+        copy.persist(dir, archive, true)
+    });
+    copied.map_err(|error| {
         io_failure(
             ErrorKind::Io,
             error,
-            format!("cannot {what} {}", dir.join(&late_name).display()),
+            format!(
+                "cannot copy {} apart from a process that opens it",
+                dir.join(archive).display()
+            ),
         )
-    };
-    let temp = TempFile::create(dir, &late_name).map_err(|error| create_error(dir, error))?;
-    let mut reader = old_file
-        .try_clone()
-        .map_err(|error| io_error(error, "read"))?;
-    std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0))
-        .map_err(|error| io_error(error, "read"))?;
-    std::io::copy(&mut reader, &mut temp.file()).map_err(|error| io_error(error, "write"))?;
-    let (uid, gid) = preconditions::owner_for_new_file(before);
-    temp.set_owner_and_mode(uid, gid, before.mode() & 0o666)
-        .and_then(|()| temp.sync())
-        .and_then(|()| temp.persist(dir, &late_name, false))
-        .map_err(|error| io_error(error, "create"))?;
-    late_record(dir, source, &late_name)
+    })?;
+    log::error!(
+        "a process that does not take order-reset.lock opened {} for writing during the reset; {} is now a copy",
+        source.file_name(),
+        dir.join(archive).display()
+    );
+    lease::release(file);
+    if !lease::wait_for_writers(file, WRITER_WAIT) {
+        log::warn!(
+            "the process still has {} open after {} s; the journal records what it wrote so far",
+            source.file_name(),
+            WRITER_WAIT.as_secs()
+        );
+    }
+    keep_as_late(dir, source, run_id, &late.into_path())
 }
+
+/// How long a reset waits for a writer that it let go on to close the file
+/// before it records that file as a `.late` archive.
+const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Renames a file that holds what a writer that ignores the lock wrote
 /// during reset `run_id` to that run's `.late` archive, and returns its

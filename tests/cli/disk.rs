@@ -3,6 +3,7 @@
 //! why they did not run.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -78,10 +79,13 @@ fn full_disk_exits_74_and_keeps_files() {
     let earlier = mount.path().join("session_history_20261203_000000.json");
     fs::write(&earlier, br#"{"old": {"status": "draft"}}"#).unwrap();
 
+    // Where the archive is a hard link it takes no space (see the next test),
+    // so this one makes the reset copy.
     let output = bare_command()
         .arg("--data-dir")
         .arg(mount.path())
         .arg("reset")
+        .env("ORDER_RESET_NO_LINK", "1")
         .output()
         .unwrap();
     assert_eq!(code(&output), 74, "{}", stderr(&output));
@@ -103,6 +107,40 @@ fn full_disk_exits_74_and_keeps_files() {
         })
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn full_disk_resets_with_linked_archive() {
+    let Some(mount) = Mount::new("1m") else {
+        return;
+    };
+    let sessions = generated_sessions(450, "full");
+    fs::write(mount.path().join(SESSIONS), &sessions).unwrap();
+    fs::write(mount.path().join(TAKEOVERS), "{}").unwrap();
+    let inode = fs::metadata(mount.path().join(SESSIONS)).unwrap().ino();
+
+    let output = bare_command()
+        .arg("--data-dir")
+        .arg(mount.path())
+        .args(["-v", "reset"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("linked") && stderr(&output).contains("under a read lease"),
+        "{}",
+        stderr(&output)
+    );
+    let archives: Vec<String> = names(mount.path())
+        .into_iter()
+        .filter(|name| name.starts_with("session_history_"))
+        .collect();
+    assert_eq!(archives.len(), 1, "{archives:?}");
+    let archive = mount.path().join(&archives[0]);
+    assert_eq!(fs::read(&archive).unwrap(), sessions);
+    assert_eq!(fs::metadata(&archive).unwrap().ino(), inode);
+    assert_eq!(fs::metadata(&archive).unwrap().nlink(), 1);
+    assert_eq!(fs::read(mount.path().join(SESSIONS)).unwrap(), b"{}");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! cannot be simulated here, so strace records the system calls and the test
 //! checks that every file is synced before its rename, the directory after
 //! it, and no active file is replaced before its archive and the increased
-//! generation are durable.
+//! generation are durable. An archive made as a hard link to the active file
+//! counts as synced when that file is.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -26,6 +27,16 @@ enum Call {
     },
     Close {
         fd: i64,
+    },
+    /// A second descriptor for the open file of `from`.
+    Dup {
+        from: i64,
+        to: i64,
+    },
+    /// A hard link at `to` to the file open as `fd`, made through `/proc/self/fd`.
+    Link {
+        fd: i64,
+        to: String,
     },
 }
 
@@ -109,6 +120,27 @@ fn parse(trace: &str) -> Vec<Call> {
             if result(line) == Some(0) {
                 calls.push(Call::Rename { from, to });
             }
+        } else if line.starts_with("fcntl(") && line.contains("F_DUPFD") {
+            if let (Some(from), Some(to)) = (argument_fd(line), result(line))
+                && to >= 0
+            {
+                calls.push(Call::Dup { from, to });
+            }
+        } else if line.starts_with("linkat(") {
+            let Some((from, next)) = quoted(line, 0) else {
+                continue;
+            };
+            let Some((to, _)) = quoted(line, next) else {
+                continue;
+            };
+            let fd = from
+                .strip_prefix("/proc/self/fd/")
+                .and_then(|fd| fd.parse().ok());
+            if let Some(fd) = fd
+                && result(line) == Some(0)
+            {
+                calls.push(Call::Link { fd, to });
+            }
         } else if line.starts_with("close(")
             && let Some(fd) = argument_fd(line)
         {
@@ -124,6 +156,17 @@ fn file_name(path: &str) -> &str {
 
 #[test]
 fn reset_syncs_in_durable_order() {
+    check_durable_order(false);
+}
+
+#[test]
+fn reset_with_copied_archives_syncs_in_durable_order() {
+    check_durable_order(true);
+}
+
+/// Traces a reset, with archives linked where possible or always copied, and
+/// checks the order of its syncs and renames.
+fn check_durable_order(copy_archives: bool) {
     if Command::new("strace").arg("-V").output().is_err() {
         eprintln!("skipping: strace is not installed");
         return;
@@ -137,13 +180,24 @@ fn reset_syncs_in_durable_order() {
     command
         .args(["-f", "-qq", "-o"])
         .arg(&trace_path)
-        .args(["-e", "trace=openat,fsync,fdatasync,rename,renameat2,close"])
+        .args([
+            "-e",
+            "trace=openat,fsync,fdatasync,rename,renameat2,close,fcntl,linkat",
+        ])
         .arg(env!("CARGO_BIN_EXE_order-reset"))
         .arg("--data-dir")
         .arg(dir.path())
         .arg("reset");
-    for name in ["ORDER_RESET_FAILPOINT", "ORDER_RESET_NOW", "RUST_LOG"] {
+    for name in [
+        "ORDER_RESET_FAILPOINT",
+        "ORDER_RESET_NOW",
+        "RUST_LOG",
+        "ORDER_RESET_NO_LINK",
+    ] {
         command.env_remove(name);
+    }
+    if copy_archives {
+        command.env("ORDER_RESET_NO_LINK", "1");
     }
     let output = command.output().unwrap();
     assert_eq!(code(&output), 0, "{}", stderr(&output));
@@ -152,6 +206,8 @@ fn reset_syncs_in_durable_order() {
     let calls = parse(&trace);
 
     let mut open: HashMap<i64, (String, bool)> = HashMap::new();
+    // The path of the file each hard link was made to.
+    let mut links: HashMap<String, String> = HashMap::new();
     let mut synced_files: Vec<String> = Vec::new();
     // Renames not yet followed by a sync of the data directory.
     let mut unsynced_renames: Vec<String> = Vec::new();
@@ -171,6 +227,16 @@ fn reset_syncs_in_durable_order() {
             }
             Call::Close { fd } => {
                 open.remove(fd);
+            }
+            Call::Dup { from, to } => {
+                if let Some(opened) = open.get(from).cloned() {
+                    open.insert(*to, opened);
+                }
+            }
+            Call::Link { fd, to } => {
+                if let Some((path, _)) = open.get(fd) {
+                    links.insert(to.clone(), path.clone());
+                }
             }
             Call::Sync { fd } => {
                 let Some((path, directory)) = open.get(fd) else {
@@ -194,8 +260,9 @@ fn reset_syncs_in_durable_order() {
             }
             Call::Rename { from, to } => {
                 renames += 1;
+                let file = links.get(from).unwrap_or(from);
                 assert!(
-                    synced_files.iter().any(|path| path == from),
+                    synced_files.iter().any(|path| path == file),
                     "{from} renamed to {to} before it was synced"
                 );
                 let target = file_name(to).to_string();
@@ -232,6 +299,7 @@ fn reset_syncs_in_durable_order() {
     // Generation, pending record, two archives, two active files, journal head.
     assert_eq!(renames, 7, "{trace}");
     assert!(durable_generation, "generation never renamed into place");
+    assert_eq!(links.len(), if copy_archives { 0 } else { 2 }, "{trace}");
     assert_eq!(dir.read(SESSIONS), b"{}");
     assert_eq!(dir.read(crate::common::GENERATION), b"1\n");
 }

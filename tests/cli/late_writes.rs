@@ -1,5 +1,8 @@
 //! A writer that ignores the lock and writes an active file after the reset
-//! archived it: what it wrote is kept in a `.late` archive, never lost.
+//! archived it: what it wrote is kept in a `.late` archive, never lost. Where
+//! the archive is a hard link guarded by a read lease, the writer's open
+//! waits until the reset has made the archive a copy; `ORDER_RESET_NO_LINK`
+//! makes the reset copy from the start, as where leases are not available.
 
 use std::fs;
 use std::time::{Duration, Instant};
@@ -18,19 +21,20 @@ pub(crate) fn reset_with_write_in_window(
     dir: &DataDir,
     write: impl FnOnce(&DataDir),
 ) -> serde_json::Value {
-    reset_with_write_in_window_on(dir, write, false)
+    reset_with_write_in_window_on(dir, write, &[])
 }
 
-/// Like [`reset_with_write_in_window`]; `no_exchange` makes the reset behave
-/// as on a filesystem without `RENAME_EXCHANGE`.
+/// Like [`reset_with_write_in_window`], with environment variables set to
+/// `1` for the reset: `ORDER_RESET_NO_EXCHANGE` makes it behave as on a
+/// filesystem without `RENAME_EXCHANGE`, `ORDER_RESET_NO_LINK` makes it copy.
 fn reset_with_write_in_window_on(
     dir: &DataDir,
     write: impl FnOnce(&DataDir),
-    no_exchange: bool,
+    variables: &[&str],
 ) -> serde_json::Value {
-    let mut command = dir.command(&["--json", "reset"]);
-    if no_exchange {
-        command.env("ORDER_RESET_NO_EXCHANGE", "1");
+    let mut command = dir.command(&["--json", "-v", "reset"]);
+    for name in variables {
+        command.env(name, "1");
     }
     let child = command
         .env("ORDER_RESET_NOW", NOW)
@@ -55,7 +59,17 @@ fn reset_with_write_in_window_on(
         "{}",
         stderr(&output)
     );
-    serde_json::from_slice(&output.stdout).unwrap()
+    let mut report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    report["stderr"] = json!(stderr(&output));
+    report
+}
+
+/// Returns whether the reset whose report `reset_with_write_in_window` gave
+/// archived the active file by a hard link, then made a copy when the writer
+/// opened the file.
+fn linked_then_copied(report: &serde_json::Value) -> bool {
+    let log = report["stderr"].as_str().unwrap();
+    log.contains("linked") && log.contains("opened scan_sessions.json for writing during the reset")
 }
 
 pub(crate) fn check_kept(dir: &DataDir, report: &serde_json::Value) {
@@ -85,8 +99,23 @@ fn late_write_in_place_is_kept() {
     let dir = DataDir::new();
     dir.write(SESSIONS, ORIGINAL);
     // fs::write truncates and rewrites the same inode, as Python's open("w") does.
+    // Its open waits on the lease until the reset has copied the linked archive.
     let report =
         reset_with_write_in_window(&dir, |dir| fs::write(dir.file(SESSIONS), LATE).unwrap());
+    assert!(linked_then_copied(&report), "{}", report["stderr"]);
+    check_kept(&dir, &report);
+}
+
+#[test]
+fn late_write_in_place_is_kept_with_copied_archive() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let report = reset_with_write_in_window_on(
+        &dir,
+        |dir| fs::write(dir.file(SESSIONS), LATE).unwrap(),
+        &["ORDER_RESET_NO_LINK"],
+    );
+    assert!(!linked_then_copied(&report), "{}", report["stderr"]);
     check_kept(&dir, &report);
 }
 
@@ -116,12 +145,15 @@ fn history_lists_late_archive() {
     );
 }
 
-#[test]
-fn late_write_survives_crash_after_exchange() {
-    let dir = DataDir::new();
-    dir.write(SESSIONS, ORIGINAL);
-    let child = dir
-        .command(&["reset"])
+/// Starts a reset that pauses after its archives are in place and is killed
+/// right after its exchange, and rewrites the active file in place in the
+/// pause. Returns once the killed reset has exited.
+fn crash_after_exchange_with_late_write(dir: &DataDir, copy_archives: bool) {
+    let mut command = dir.command(&["reset"]);
+    if copy_archives {
+        command.env("ORDER_RESET_NO_LINK", "1");
+    }
+    let child = command
         .env("ORDER_RESET_NOW", NOW)
         .env(
             "ORDER_RESET_FAILPOINT",
@@ -142,6 +174,13 @@ fn late_write_survives_crash_after_exchange() {
     fs::write(dir.file(SESSIONS), LATE).unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(code(&output), 86);
+}
+
+#[test]
+fn late_write_survives_crash_after_exchange() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    crash_after_exchange_with_late_write(&dir, true);
 
     let (exit, report) = dir.run_json(&["reset"]);
     assert_eq!(exit, 0);
@@ -184,7 +223,7 @@ fn late_writes_are_kept_without_exchange() {
     let report = reset_with_write_in_window_on(
         &in_place,
         |dir| fs::write(dir.file(SESSIONS), LATE).unwrap(),
-        true,
+        &["ORDER_RESET_NO_EXCHANGE"],
     );
     check_kept(&in_place, &report);
 
@@ -197,7 +236,7 @@ fn late_writes_are_kept_without_exchange() {
             fs::write(&temp, LATE).unwrap();
             fs::rename(&temp, dir.file(SESSIONS)).unwrap();
         },
-        true,
+        &["ORDER_RESET_NO_EXCHANGE"],
     );
     check_kept(&replacing, &report);
 }
@@ -211,6 +250,7 @@ fn invalid_read_of_changed_file_exits_busy() {
     let child = dir
         .command(&["reset"])
         .env("ORDER_RESET_NOW", NOW)
+        .env("ORDER_RESET_NO_LINK", "1")
         .env("ORDER_RESET_FAILPOINT", "after-copy:sleep")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -243,4 +283,38 @@ fn invalid_read_of_changed_file_exits_busy() {
     );
     assert_eq!(dir.read(SESSIONS), LATE);
     assert!(dir.names_with("session_history_").is_empty());
+}
+
+#[test]
+fn late_write_after_crash_with_linked_archive_is_kept() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    // The writer's open waits on the lease until the reset is killed; it then
+    // rewrites the file that is both the archive and the displaced file.
+    crash_after_exchange_with_late_write(&dir, false);
+
+    let (exit, report) = dir.run_json(&["reset"]);
+    assert_eq!(exit, 0);
+    assert_eq!(report["recovered_run_id"], json!("20261204_000001"));
+    // The archive name held the writer's bytes, not the archived ones, so
+    // only the .late archive is left, with what the writer wrote.
+    assert_eq!(
+        dir.names_with("session_history_"),
+        vec!["session_history_20261204_000001.late"]
+    );
+    assert_eq!(dir.read("session_history_20261204_000001.late"), LATE);
+    assert_eq!(dir.read(SESSIONS), b"{}");
+    let journal = dir.journal();
+    assert_eq!(journal.len(), 2, "{journal:?}");
+    assert_eq!(journal[0]["recovered"], json!(true));
+    assert_eq!(journal[0]["total_sessions_reset"], json!(0));
+    let records = journal[0]["archives"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{journal:?}");
+    assert_eq!(
+        records[0]["file"],
+        json!("session_history_20261204_000001.late")
+    );
+    assert_eq!(records[0]["late"], json!(true));
+    assert_eq!(records[0]["bytes"], json!(LATE.len()));
+    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
 }

@@ -13,6 +13,7 @@ mod faults;
 mod history;
 mod hostile;
 mod late_writes;
+mod linked;
 mod lock;
 mod properties;
 mod prune;

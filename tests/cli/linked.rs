@@ -1,0 +1,253 @@
+//! Archives made as hard links to the active files, guarded by read leases:
+//! when the reset links and when it copies instead, what a writer that
+//! ignores the lock finds when it opens the file during the reset, and how
+//! the next reset completes a linked reset that was killed.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::{DataDir, SESSIONS, TAKEOVERS, code, generated_sessions, sha256_file, stderr};
+use crate::late_writes::{LATE, ORIGINAL};
+
+const NOW: &str = "2026-12-04T00:00:01+01:00";
+const ARCHIVE: &str = "session_history_20261204_000001.json";
+
+fn reset(dir: &DataDir, failpoint: Option<&str>) -> std::process::Output {
+    let mut command = dir.command(&["-v", "reset"]);
+    command.env("ORDER_RESET_NOW", NOW);
+    if let Some(failpoint) = failpoint {
+        command.env("ORDER_RESET_FAILPOINT", failpoint);
+    }
+    command.output().unwrap()
+}
+
+fn inode(dir: &DataDir, name: &str) -> u64 {
+    fs::metadata(dir.file(name)).unwrap().ino()
+}
+
+#[test]
+fn archive_is_the_active_file_linked() {
+    let dir = DataDir::new();
+    let sessions = generated_sessions(2_000, "link");
+    dir.write(SESSIONS, &sessions);
+    dir.write(TAKEOVERS, br#"{"t1": {"status": "pending"}}"#);
+    fs::set_permissions(dir.file(SESSIONS), fs::Permissions::from_mode(0o640)).unwrap();
+    let original = inode(&dir, SESSIONS);
+
+    let output = reset(&dir, None);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(
+        log.contains("scan_sessions.json as its archive under a read lease")
+            && log.contains("takeover_requests.json as its archive under a read lease"),
+        "{log}"
+    );
+    let archive = fs::metadata(dir.file(ARCHIVE)).unwrap();
+    assert_eq!(archive.ino(), original);
+    assert_eq!(archive.nlink(), 1);
+    assert_eq!(archive.mode() & 0o7777, 0o640);
+    assert_eq!(dir.read(ARCHIVE), sessions);
+    assert_eq!(dir.read(SESSIONS), b"{}");
+    assert_ne!(inode(&dir, SESSIONS), original);
+    let journal = dir.journal();
+    assert_eq!(
+        journal[0]["archives"][0]["sha256"],
+        json!(sha256_file(&dir.file(ARCHIVE)))
+    );
+    assert_eq!(journal[0]["total_sessions_reset"], json!(2_000));
+    let verify = dir.run(&["history", "verify"]);
+    assert_eq!(code(&verify), 0, "{}", stderr(&verify));
+    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
+}
+
+#[test]
+fn file_with_execute_bits_is_copied() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    fs::set_permissions(dir.file(SESSIONS), fs::Permissions::from_mode(0o750)).unwrap();
+    let original = inode(&dir, SESSIONS);
+
+    let output = reset(&dir, None);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("its archive gets another owner or mode"),
+        "{}",
+        stderr(&output)
+    );
+    assert_ne!(inode(&dir, ARCHIVE), original);
+    assert_eq!(dir.mode(ARCHIVE) & 0o7777, 0o640);
+    assert_eq!(dir.read(ARCHIVE), ORIGINAL);
+}
+
+#[test]
+fn file_with_another_name_is_copied() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    fs::hard_link(dir.file(SESSIONS), dir.temp.path().join("backup.json")).unwrap();
+
+    let output = reset(&dir, None);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("scan_sessions.json: it has 2 names"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(fs::metadata(dir.file(ARCHIVE)).unwrap().nlink(), 1);
+    assert_eq!(dir.read(ARCHIVE), ORIGINAL);
+    // Writing the other name leaves the archive as it is.
+    fs::write(dir.temp.path().join("backup.json"), LATE).unwrap();
+    assert_eq!(dir.read(ARCHIVE), ORIGINAL);
+}
+
+/// A process that holds `name` open for writing until it is killed.
+struct OpenForWriting(Child);
+
+impl OpenForWriting {
+    fn start(dir: &DataDir, name: &str) -> OpenForWriting {
+        let mut child = Command::new("sh")
+            .args(["-c", "exec 3>>\"$1\"; echo ready; exec sleep 60", "sh"])
+            .arg(dir.file(name))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "ready\n");
+        OpenForWriting(child)
+    }
+}
+
+impl Drop for OpenForWriting {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn file_open_for_writing_is_copied() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let original = inode(&dir, SESSIONS);
+    let _writer = OpenForWriting::start(&dir, SESSIONS);
+
+    let output = reset(&dir, None);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("copying")
+            && stderr(&output).contains("scan_sessions.json: no read lease on it"),
+        "{}",
+        stderr(&output)
+    );
+    assert_ne!(inode(&dir, ARCHIVE), original);
+    assert_eq!(dir.read(ARCHIVE), ORIGINAL);
+    assert_eq!(dir.read(SESSIONS), b"{}");
+}
+
+/// Waits until the running reset has linked `scan_sessions.json` under a
+/// temporary name, which it does after taking the lease.
+fn wait_for_link(dir: &DataDir) {
+    let active = inode(dir, SESSIONS);
+    let started = Instant::now();
+    while !dir
+        .names()
+        .iter()
+        .any(|name| name.ends_with(".order-reset-tmp") && inode(dir, name) == active)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the link never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn writer_opening_during_read_stops_reset() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let child = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .env("ORDER_RESET_FAILPOINT", "after-copy:sleep")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_link(&dir);
+    // The open waits on the lease until the reset has stopped.
+    fs::write(dir.file(SESSIONS), LATE).unwrap();
+
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(code(&output), 75, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("was opened for writing while order-reset read it"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(dir.read(SESSIONS), LATE);
+    assert!(dir.names_with("session_history_").is_empty());
+    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
+    assert!(dir.journal().is_empty());
+}
+
+#[test]
+fn interrupted_linked_reset_is_completed_with_a_copy() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let original = inode(&dir, SESSIONS);
+    let output = reset(&dir, Some("after-pending:exit"));
+    assert_eq!(code(&output), 86);
+
+    let output = reset(&dir, None);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("with a copy"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(dir.read(ARCHIVE), ORIGINAL);
+    assert_ne!(inode(&dir, ARCHIVE), original);
+    assert_eq!(dir.read(SESSIONS), b"{}");
+    let journal = dir.journal();
+    assert_eq!(journal[0]["recovered"], json!(true));
+    assert_eq!(journal[0]["total_sessions_reset"], json!(1));
+    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
+}
+
+#[test]
+fn interrupted_linked_reset_leaves_later_write_to_next_reset() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let output = reset(&dir, Some("after-pending:exit"));
+    assert_eq!(code(&output), 86);
+    // The lease ended with the process; this rewrites the active file, which
+    // the interrupted reset's temporary archive links to.
+    fs::write(dir.file(SESSIONS), LATE).unwrap();
+
+    let output = dir
+        .command(&["--json", "-v", "reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("which changed after the interrupted reset read it"),
+        "{}",
+        stderr(&output)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["recovered_run_id"], json!(null));
+    assert_eq!(report["total_sessions_reset"], json!(2));
+    assert_eq!(dir.read(ARCHIVE), LATE);
+    assert_eq!(dir.read(SESSIONS), b"{}");
+    assert_eq!(dir.journal().len(), 1);
+    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
+}
