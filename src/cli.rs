@@ -67,6 +67,11 @@ pub struct ResetArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Make each archive a copy (or a clone, where the filesystem can share
+    /// extents), never a hard link to the active file
+    #[arg(long)]
+    pub copy: bool,
+
     /// Reset only if no reset has run since the most recent daily cutoff
     /// (see --at), so that an hourly schedule catches a missed midnight once
     #[arg(long)]

@@ -7,7 +7,9 @@
 //! file whose content is still the archived content, and writes the journal
 //! line marked `recovered`. An active file that changed since is left alone,
 //! so that nothing written after the interrupted reset is lost. The
-//! generation goes up before the first active file is emptied.
+//! generation goes up before the first active file is emptied. An archive
+//! that is still a hard link to its active file first becomes a copy, or is
+//! removed when the file changed since.
 
 use std::fs;
 use std::io::{Read, Write};

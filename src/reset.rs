@@ -3,13 +3,16 @@
 //! Order of a reset, each step finished before the next starts:
 //! 1. take the exclusive lock, read the generation, complete an interrupted
 //!    reset;
-//! 2. copy each active file into a temporary archive while validating and
-//!    hashing it, sync the copy, and prepare a temporary `{}` with the active
-//!    file's owner, group and mode; nothing visible has changed yet;
+//! 2. make a temporary archive of each active file (a clone, a hard link
+//!    under a read lease, or a copy written in the pass) while validating and
+//!    hashing it, sync the archive, and prepare a temporary `{}` with the
+//!    active file's owner, group and mode; nothing visible has changed yet;
 //! 3. increase the generation (see `generation`), write the pending record,
 //!    rename the archives into place without replacing anything, sync the
 //!    directory: the archives are now durable;
-//! 4. rename the `{}` files over the active files, sync the directory;
+//! 4. rename the `{}` files over the active files, sync the directory; make a
+//!    linked archive a copy if a writer waits to open its file, then release
+//!    the leases;
 //! 5. append the journal line and remove the pending record.
 //!
 //! A crash in step 3 or 4 leaves the pending record, and the next reset
@@ -217,7 +220,7 @@ pub fn run(dir: &DataDir, args: &ResetArgs) -> anyhow::Result<Report> {
             Source::Sessions => baseline.as_ref().map(Baseline::modified_cutoff),
             Source::Takeovers => None,
         };
-        inspected.push(inspect(dir, source, args.dry_run, args.force, cutoff)?);
+        inspected.push(inspect(dir, source, args, cutoff)?);
     }
     failpoint::check("after-copy")?;
     check_no_writer_waits(dir, &inspected)?;
@@ -459,8 +462,7 @@ fn reset_since(
 fn inspect(
     dir: &DataDir,
     source: Source,
-    dry_run: bool,
-    force: bool,
+    args: &ResetArgs,
     modified_cutoff: Option<chrono::NaiveDateTime>,
 ) -> anyhow::Result<Inspected> {
     let path = dir.join(source.file_name());
@@ -484,7 +486,7 @@ fn inspect(
     let mut metadata = metadata;
     let mut cloned = false;
     let mut linked = false;
-    let archive = if dry_run {
+    let archive = if args.dry_run {
         None
     } else {
         preconditions::check_owner_can_be_kept(&path, &metadata)?;
@@ -494,7 +496,10 @@ fn inspect(
         if cloned {
             log::debug!("cloned {} into its archive copy", path.display());
             Some(temp)
-        } else if let Some((link, now)) = link_archive(dir, &name, &path, &file, &metadata) {
+        } else if let Some((link, now)) = (!args.copy)
+            .then(|| link_archive(dir, &name, &path, &file, &metadata))
+            .flatten()
+        {
             linked = true;
             // The link changed the change time. Nothing else can change the file without
             // the lease showing it first.
@@ -510,7 +515,7 @@ fn inspect(
         .map(TempFile::file);
     let scanner = modified_cutoff.map_or_else(Scanner::new, Scanner::with_modified_cutoff);
     let copied =
-        archive::copy_and_scan_with(&mut file, output, scanner, !force).map_err(|error| {
+        archive::copy_and_scan_with(&mut file, output, scanner, !args.force).map_err(|error| {
             let message = if output.is_some() {
                 format!("cannot copy {} into its archive", path.display())
             } else {
@@ -591,9 +596,6 @@ fn link_archive(
     file: &File,
     metadata: &Metadata,
 ) -> Option<(TempFile, Metadata)> {
-    if linking_disabled() {
-        return None;
-    }
     let owner = preconditions::owner_for_new_file(metadata);
     if metadata.mode() & 0o7111 != 0 || owner != (metadata.uid(), metadata.gid()) {
         log::debug!(
@@ -631,12 +633,6 @@ fn link_archive(
             None
         }
     }
-}
-
-/// Returns whether a debug build was asked, by `ORDER_RESET_NO_LINK`, to
-/// copy every archive, as where leases are not available.
-fn linking_disabled() -> bool {
-    cfg!(debug_assertions) && std::env::var_os("ORDER_RESET_NO_LINK").is_some()
 }
 
 /// Stops the reset, before anything is changed, when a process waits to open

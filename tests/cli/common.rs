@@ -23,7 +23,6 @@ const SCRUBBED: &[&str] = &[
     "ORDER_RESET_NOW",
     "ORDER_RESET_FAILPOINT",
     "ORDER_RESET_NO_EXCHANGE",
-    "ORDER_RESET_NO_LINK",
     "RUST_LOG",
     "JOURNAL_STREAM",
 ];

@@ -84,8 +84,7 @@ fn full_disk_exits_74_and_keeps_files() {
     let output = bare_command()
         .arg("--data-dir")
         .arg(mount.path())
-        .arg("reset")
-        .env("ORDER_RESET_NO_LINK", "1")
+        .args(["reset", "--copy"])
         .output()
         .unwrap();
     assert_eq!(code(&output), 74, "{}", stderr(&output));

@@ -188,16 +188,11 @@ fn check_durable_order(copy_archives: bool) {
         .arg("--data-dir")
         .arg(dir.path())
         .arg("reset");
-    for name in [
-        "ORDER_RESET_FAILPOINT",
-        "ORDER_RESET_NOW",
-        "RUST_LOG",
-        "ORDER_RESET_NO_LINK",
-    ] {
-        command.env_remove(name);
-    }
     if copy_archives {
-        command.env("ORDER_RESET_NO_LINK", "1");
+        command.arg("--copy");
+    }
+    for name in ["ORDER_RESET_FAILPOINT", "ORDER_RESET_NOW", "RUST_LOG"] {
+        command.env_remove(name);
     }
     let output = command.output().unwrap();
     assert_eq!(code(&output), 0, "{}", stderr(&output));

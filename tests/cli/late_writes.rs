@@ -1,8 +1,8 @@
 //! A writer that ignores the lock and writes an active file after the reset
 //! archived it: what it wrote is kept in a `.late` archive, never lost. Where
 //! the archive is a hard link guarded by a read lease, the writer's open
-//! waits until the reset has made the archive a copy; `ORDER_RESET_NO_LINK`
-//! makes the reset copy from the start, as where leases are not available.
+//! waits until the reset has made the archive a copy; `reset --copy` makes
+//! the reset copy from the start, as where leases are not available.
 
 use std::fs;
 use std::time::{Duration, Instant};
@@ -21,20 +21,21 @@ pub(crate) fn reset_with_write_in_window(
     dir: &DataDir,
     write: impl FnOnce(&DataDir),
 ) -> serde_json::Value {
-    reset_with_write_in_window_on(dir, write, &[])
+    reset_with_write_in_window_on(dir, write, &[], false)
 }
 
-/// Like [`reset_with_write_in_window`], with environment variables set to
-/// `1` for the reset: `ORDER_RESET_NO_EXCHANGE` makes it behave as on a
-/// filesystem without `RENAME_EXCHANGE`, `ORDER_RESET_NO_LINK` makes it copy.
+/// Like [`reset_with_write_in_window`], with more arguments for the reset;
+/// `no_exchange` makes it behave as on a filesystem without `RENAME_EXCHANGE`.
 fn reset_with_write_in_window_on(
     dir: &DataDir,
     write: impl FnOnce(&DataDir),
-    variables: &[&str],
+    arguments: &[&str],
+    no_exchange: bool,
 ) -> serde_json::Value {
     let mut command = dir.command(&["--json", "-v", "reset"]);
-    for name in variables {
-        command.env(name, "1");
+    command.args(arguments);
+    if no_exchange {
+        command.env("ORDER_RESET_NO_EXCHANGE", "1");
     }
     let child = command
         .env("ORDER_RESET_NOW", NOW)
@@ -113,7 +114,8 @@ fn late_write_in_place_is_kept_with_copied_archive() {
     let report = reset_with_write_in_window_on(
         &dir,
         |dir| fs::write(dir.file(SESSIONS), LATE).unwrap(),
-        &["ORDER_RESET_NO_LINK"],
+        &["--copy"],
+        false,
     );
     assert!(!linked_then_copied(&report), "{}", report["stderr"]);
     check_kept(&dir, &report);
@@ -151,7 +153,7 @@ fn history_lists_late_archive() {
 fn crash_after_exchange_with_late_write(dir: &DataDir, copy_archives: bool) {
     let mut command = dir.command(&["reset"]);
     if copy_archives {
-        command.env("ORDER_RESET_NO_LINK", "1");
+        command.arg("--copy");
     }
     let child = command
         .env("ORDER_RESET_NOW", NOW)
@@ -223,7 +225,8 @@ fn late_writes_are_kept_without_exchange() {
     let report = reset_with_write_in_window_on(
         &in_place,
         |dir| fs::write(dir.file(SESSIONS), LATE).unwrap(),
-        &["ORDER_RESET_NO_EXCHANGE"],
+        &[],
+        true,
     );
     check_kept(&in_place, &report);
 
@@ -236,7 +239,8 @@ fn late_writes_are_kept_without_exchange() {
             fs::write(&temp, LATE).unwrap();
             fs::rename(&temp, dir.file(SESSIONS)).unwrap();
         },
-        &["ORDER_RESET_NO_EXCHANGE"],
+        &[],
+        true,
     );
     check_kept(&replacing, &report);
 }
@@ -248,9 +252,8 @@ fn invalid_read_of_changed_file_exits_busy() {
     dir.write(SESSIONS, torn);
 
     let child = dir
-        .command(&["reset"])
+        .command(&["reset", "--copy"])
         .env("ORDER_RESET_NOW", NOW)
-        .env("ORDER_RESET_NO_LINK", "1")
         .env("ORDER_RESET_FAILPOINT", "after-copy:sleep")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

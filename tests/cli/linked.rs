@@ -104,6 +104,23 @@ fn file_with_another_name_is_copied() {
     assert_eq!(dir.read(ARCHIVE), ORIGINAL);
 }
 
+#[test]
+fn copy_option_copies() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let original = inode(&dir, SESSIONS);
+
+    let output = dir
+        .command(&["-v", "reset", "--copy"])
+        .env("ORDER_RESET_NOW", NOW)
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(!stderr(&output).contains("linked"), "{}", stderr(&output));
+    assert_ne!(inode(&dir, ARCHIVE), original);
+    assert_eq!(dir.read(ARCHIVE), ORIGINAL);
+}
+
 /// A process that holds `name` open for writing until it is killed.
 struct OpenForWriting(Child);
 
