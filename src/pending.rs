@@ -24,7 +24,7 @@ use crate::error::{ErrorKind, failure, io_failure};
 use crate::generation::Generation;
 use crate::journal::ArchiveRecord;
 use crate::journal::{self, Entry};
-use crate::reset::{EMPTY_STATE, copy_to_temp, keep_as_late, prepare_empty_like};
+use crate::reset::{EMPTY_STATE, copy_if_content, keep_as_late, late_record, prepare_empty_like};
 
 /// The record of an interrupted reset, with enough to complete it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -188,6 +188,11 @@ pub fn complete(dir: &DataDir, generation: &mut Generation) -> anyhow::Result<Op
     let mut in_place = Vec::new();
     let mut late = Vec::new();
     for file in &pending.files {
+        // A run killed after it kept a `.late` archive, before its journal line.
+        let late_name = file.source.late_archive_name(&run_id);
+        if fs::symlink_metadata(dir.join(&late_name)).is_ok() {
+            late.push(late_record(dir, file.source, &late_name)?);
+        }
         let (kept, archive_removed) = keep_displaced(dir, file, &run_id)?;
         late.extend(kept);
         if archive_removed {
@@ -272,7 +277,7 @@ fn unlink_archive_from_active(dir: &DataDir, file: &PendingFile) -> anyhow::Resu
         if found.ino() != metadata.ino() || found.dev() != metadata.dev() {
             continue;
         }
-        let copy = copy_if_recorded(dir, name, file, &active, &metadata)
+        let copy = copy_if_content(dir, name, &active, &metadata, &file.sha256)
             .map_err(|error| io_error(error, "copy", &link))?;
         match copy {
             Some(copy) => {
@@ -297,22 +302,6 @@ fn unlink_archive_from_active(dir: &DataDir, file: &PendingFile) -> anyhow::Resu
         }
     }
     Ok(removed)
-}
-
-/// Copies the active file for `name` when it still has the recorded content,
-/// checked on the copy itself, and returns the synced copy.
-fn copy_if_recorded(
-    dir: &DataDir,
-    name: &str,
-    file: &PendingFile,
-    active: &fs::File,
-    metadata: &fs::Metadata,
-) -> std::io::Result<Option<TempFile>> {
-    let copy = copy_to_temp(dir, name, active, metadata)?;
-    let mut reader = copy.file().try_clone()?;
-    std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0))?;
-    let (_, hash) = archive::hash_file(&mut reader)?;
-    Ok((hash == file.sha256).then_some(copy))
 }
 
 /// Makes sure the archive is in place with the recorded content, renaming the

@@ -137,13 +137,13 @@ pub fn changed_error(path: &Path) -> anyhow::Error {
     )
 }
 
-/// Returns the error for a file that a process opened for writing while
-/// order-reset read it under a read lease.
+/// Returns the error for a file that a process opened for writing, or tried
+/// to, while order-reset held a read lease on it.
 pub fn opened_error(path: &Path) -> anyhow::Error {
     failure(
         ErrorKind::LockBusy,
         format!(
-            "{} was opened for writing while order-reset read it, so a process writes it without holding order-reset.lock; nothing was changed: try again, and make the backend take the lock",
+            "{} was opened for writing, or a process tried to, while order-reset archived it, so a process writes it without holding order-reset.lock; nothing was changed: try again, and make the backend take the lock",
             path.display()
         ),
     )

@@ -773,7 +773,7 @@ fn commit(
     let mut archives = Vec::new();
     let mut files = Vec::new();
     let mut old_files = Vec::new();
-    // The archive name of each file archived by a hard link.
+    // The archive record of each file archived by a hard link.
     let mut links = Vec::new();
     for item in inspected {
         if !item.needs_archive() {
@@ -796,7 +796,7 @@ fn commit(
             replacement: None,
         });
         archives.push((temp, record.file.clone(), record.entries));
-        links.push(item.linked.then(|| record.file.clone()));
+        links.push(item.linked.then(|| record.clone()));
         old_files.push(item.opened.expect("archived files were opened"));
     }
     // The replacement's temporary name holds the displaced active file right
@@ -825,13 +825,20 @@ fn commit(
         }
         return Err(incomplete(entry, error));
     }
+    let sources: Vec<Source> = entry.archives.iter().map(|record| record.source).collect();
+    if let Some(stop) = writer_at_linked_file(dir, &sources, &old_files, &links) {
+        return Err(withdraw_archives(dir, entry, stop));
+    }
+    failpoint::check("after-archives").map_err(|error| incomplete(entry, error.into()))?;
 
     let run_id = entry.id.clone().unwrap_or_default();
-    let sources: Vec<Source> = entry.archives.iter().map(|record| record.source).collect();
     let replaced = (|| {
         let mut late = Vec::new();
-        for ((temp, &source), (old_file, before)) in
-            replacements.into_iter().zip(&sources).zip(&old_files)
+        for (((temp, &source), (old_file, before)), link) in replacements
+            .into_iter()
+            .zip(&sources)
+            .zip(&old_files)
+            .zip(&links)
         {
             let target = source.file_name();
             let displaced = temp.exchange_into(dir, target).map_err(|error| {
@@ -842,10 +849,13 @@ fn commit(
                 )
             })?;
             failpoint::check("after-exchange")?;
-            if let Some(record) =
-                keep_late_writes(dir, source, &run_id, displaced, old_file, before)?
-            {
-                late.push(record);
+            match link {
+                Some(record) => late.extend(finish_linked(
+                    dir, source, &run_id, record, displaced, old_file, before,
+                )?),
+                None => late.extend(keep_late_writes(
+                    dir, source, &run_id, displaced, old_file, before,
+                )?),
             }
             if source == Source::Sessions {
                 failpoint::check("after-replace-sessions")?;
@@ -856,27 +866,6 @@ fn commit(
         Ok(late)
     })();
     let late = replaced.map_err(|error| incomplete(entry, error))?;
-    entry.archives.extend(late);
-    let waiting = (|| {
-        let mut late = Vec::new();
-        for ((source, (old_file, before)), link) in sources.iter().zip(&old_files).zip(&links) {
-            let Some(archive) = link else {
-                continue;
-            };
-            if lease::broken(old_file) {
-                late.push(keep_waiting_writer(
-                    dir, *source, &run_id, archive, old_file, before,
-                )?);
-            }
-            // From here a writer may open the file again, which is no longer the archive's.
-            lease::release(old_file);
-        }
-        if !late.is_empty() {
-            atomic::sync_dir(dir.path()).map_err(|error| sync_dir_error(dir, error))?;
-        }
-        Ok(late)
-    })();
-    let late = waiting.map_err(|error| incomplete(entry, error))?;
     entry.archives.extend(late);
     let closing = close_in_background(old_files.into_iter().map(|(file, _)| file).collect());
 
@@ -916,6 +905,70 @@ fn close_in_background(files: Vec<File>) -> Option<std::thread::JoinHandle<()>> 
         .ok()
 }
 
+/// Returns the error that stops the reset when, after its archives are in
+/// place and before anything is replaced, a linked active file can still
+/// change through a process: one waits to open it for writing, or it got
+/// another name. Otherwise returns `None`.
+fn writer_at_linked_file(
+    dir: &DataDir,
+    sources: &[Source],
+    old_files: &[(File, Metadata)],
+    links: &[Option<ArchiveRecord>],
+) -> Option<anyhow::Error> {
+    for ((source, (file, _)), link) in sources.iter().zip(old_files).zip(links) {
+        if link.is_none() {
+            continue;
+        }
+        let path = dir.join(source.file_name());
+        if lease::broken(file) {
+            return Some(preconditions::opened_error(&path));
+        }
+        // The active name and the archive's.
+        if file
+            .metadata()
+            .map_or(true, |metadata| metadata.nlink() != 2)
+        {
+            return Some(failure(
+                ErrorKind::LockBusy,
+                format!(
+                    "{} got another name while order-reset archived it; nothing was changed: try again",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// Takes back the archives that a reset has just put in place, before it
+/// replaced any active file, and returns `error` to stop it with.
+///
+/// A linked archive is then only another name of its active file, which
+/// still has every byte, so removing the names loses nothing. The pending
+/// record goes last: a crash before that leaves it for the next reset, whose
+/// recovery removes or copies the remaining links.
+fn withdraw_archives(dir: &DataDir, entry: &Entry, error: anyhow::Error) -> anyhow::Error {
+    let withdrawn = (|| {
+        for record in &entry.archives {
+            std::fs::remove_file(dir.join(&record.file)).map_err(|error| {
+                io_failure(
+                    ErrorKind::Io,
+                    error,
+                    format!("cannot remove {}", dir.join(&record.file).display()),
+                )
+            })?;
+        }
+        atomic::sync_dir(dir.path()).map_err(|error| sync_dir_error(dir, error))
+    })();
+    match withdrawn {
+        Ok(()) => {
+            pending::remove(dir);
+            error
+        }
+        Err(failed) => incomplete(entry, failed.context(error.to_string())),
+    }
+}
+
 /// Renames the synced archive copies into place without replacing anything,
 /// then syncs the directory. Counts the archives renamed in `persisted`.
 fn persist_archives(
@@ -948,7 +1001,6 @@ fn persist_archives(
         }
     }
     atomic::sync_dir(dir.path()).map_err(|error| sync_dir_error(dir, error))?;
-    failpoint::check("after-archives")?;
     Ok(())
 }
 
@@ -1068,45 +1120,131 @@ pub fn copy_to_temp(
     Ok(temp)
 }
 
-/// Keeps a linked archive apart from a writer that waits to open its file,
-/// a process that ignores the lock and looked the active file up before the
-/// exchange. Runs while the lease still holds the writer back, so the file
-/// still has the archived bytes.
+/// Finishes a linked file after the exchange, which put `{}` in its place,
+/// and releases its lease. Returns the journal record of a `.late` archive.
 ///
-/// The archive name gets a synced copy of those bytes, and the file itself,
-/// which the writer goes on to write once the lease is released, is kept as
-/// the `.late` archive. Its journal record describes it once the writer has
-/// closed it, or after [`WRITER_WAIT`] if it is still open then.
+/// While the lease was never broken, no process opened the file for writing
+/// since the reset took it, so its bytes are the archived ones even if its
+/// times changed. The name the exchange moved it to is then removed. A
+/// process that waits to open it gets the file apart from the archive first
+/// (see `keep_waiting_writer`). A writer that replaced the active file by a
+/// rename did not touch this file, and what it wrote goes to `.late` as
+/// after a copy.
+fn finish_linked(
+    dir: &DataDir,
+    source: Source,
+    run_id: &str,
+    record: &ArchiveRecord,
+    displaced: Option<String>,
+    file: &File,
+    before: &Metadata,
+) -> anyhow::Result<Vec<ArchiveRecord>> {
+    let is_this_file = |name: &String| {
+        std::fs::symlink_metadata(dir.join(name))
+            .is_ok_and(|found| found.ino() == before.ino() && found.dev() == before.dev())
+    };
+    let mut late = Vec::new();
+    match displaced {
+        Some(name) if is_this_file(&name) => {
+            let path = dir.join(&name);
+            if lease::broken(file) {
+                late.push(keep_waiting_writer(
+                    dir,
+                    source,
+                    run_id,
+                    record,
+                    file,
+                    before,
+                    Some(path),
+                )?);
+            } else {
+                std::fs::remove_file(&path).map_err(|error| {
+                    io_failure(
+                        ErrorKind::Io,
+                        error,
+                        format!("cannot remove {}", path.display()),
+                    )
+                })?;
+            }
+        }
+        displaced => {
+            if lease::broken(file) {
+                late.push(keep_waiting_writer(
+                    dir, source, run_id, record, file, before, None,
+                )?);
+            }
+            late.extend(keep_late_writes(
+                dir, source, run_id, displaced, file, before,
+            )?);
+        }
+    }
+    lease::release(file);
+    Ok(late)
+}
+
+/// Copies `file` like [`copy_to_temp`] and returns the copy when its SHA-256
+/// is `sha256`, checked on the copy itself.
+pub fn copy_if_content(
+    dir: &DataDir,
+    target: &str,
+    file: &File,
+    before: &Metadata,
+    sha256: &str,
+) -> std::io::Result<Option<TempFile>> {
+    let copy = copy_to_temp(dir, target, file, before)?;
+    let mut reader = copy.file().try_clone()?;
+    std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0))?;
+    let (_, hash) = archive::hash_file(&mut reader)?;
+    Ok((hash == sha256).then_some(copy))
+}
+
+/// Keeps a linked archive apart from a writer that waits to open its file: a
+/// process that ignores the lock and looked the active file up just before
+/// the exchange. Runs while the lease still holds the writer back, so the
+/// file still has the archived bytes.
+///
+/// The archive name gets a synced copy of those bytes. The file itself gets
+/// its `.late` name before the writer may go on, so that a crash from then
+/// on leaves what it writes under that name. The journal record describes
+/// the `.late` archive once the writer has closed it, or after
+/// [`WRITER_WAIT`] if it is still open then.
 fn keep_waiting_writer(
     dir: &DataDir,
     source: Source,
     run_id: &str,
-    archive: &str,
+    record: &ArchiveRecord,
     file: &File,
     before: &Metadata,
+    displaced: Option<std::path::PathBuf>,
 ) -> anyhow::Result<ArchiveRecord> {
-    let late = TempFile::link(dir, &source.late_archive_name(run_id), file)
-        .map_err(|error| create_error(dir, error))?;
-    let copied = copy_to_temp(dir, archive, file, before).and_then(|copy| {
-        if !same_content(before, &file.metadata()?) {
-            return Err(std::io::Error::other(
-                "the file changed although its read lease was held",
-            ));
-        }
-        copy.persist(dir, archive, true)
-    });
+    let archive = &record.file;
+    // The file keeps a name of its own: the one the exchange gave it, or a new link.
+    let late = match displaced {
+        Some(path) => path,
+        None => TempFile::link(dir, &source.late_archive_name(run_id), file)
+            .map_err(|error| create_error(dir, error))?
+            .into_path(),
+    };
+    let copied =
+        copy_if_content(dir, archive, file, before, &record.sha256).and_then(|copy| match copy {
+            Some(copy) => copy.persist(dir, archive, true),
+            None => Err(std::io::Error::other(
+                "its content changed although its read lease was held",
+            )),
+        });
     copied.map_err(|error| {
         io_failure(
             ErrorKind::Io,
             error,
             format!(
-                "cannot copy {} apart from a process that opens it",
+                "cannot copy {} apart from a process that waits to write it; once this run ends, that process writes into the archive, and the next reset keeps what it holds as a .late archive",
                 dir.join(archive).display()
             ),
         )
     })?;
+    let late_name = rename_to_late(dir, source, run_id, &late)?;
     log::error!(
-        "a process that does not take order-reset.lock opened {} for writing during the reset; {} is now a copy",
+        "a process that does not take order-reset.lock opened {} for writing during the reset; {} is now a copy of the archived bytes",
         source.file_name(),
         dir.join(archive).display()
     );
@@ -1118,7 +1256,7 @@ fn keep_waiting_writer(
             WRITER_WAIT.as_secs()
         );
     }
-    keep_as_late(dir, source, run_id, &late.into_path())
+    late_record(dir, source, &late_name)
 }
 
 /// How long a reset waits for a writer that it let go on to close the file
@@ -1135,6 +1273,18 @@ pub fn keep_as_late(
     run_id: &str,
     path: &std::path::Path,
 ) -> anyhow::Result<ArchiveRecord> {
+    let name = rename_to_late(dir, source, run_id, path)?;
+    late_record(dir, source, &name)
+}
+
+/// Renames `path` to the first free `.late` name of reset `run_id` and
+/// returns that name.
+fn rename_to_late(
+    dir: &DataDir,
+    source: Source,
+    run_id: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<String> {
     let late_name = source.late_archive_name(run_id);
     for n in 1..100u32 {
         let name = if n == 1 {
@@ -1143,7 +1293,7 @@ pub fn keep_as_late(
             format!("{late_name}.{n}")
         };
         match atomic::rename_no_replace(path, &dir.join(&name)) {
-            Ok(()) => return late_record(dir, source, &name),
+            Ok(()) => return Ok(name),
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(error) => {
                 return Err(io_failure(
@@ -1161,7 +1311,11 @@ pub fn keep_as_late(
 }
 
 /// Hashes a `.late` archive, logs it and returns its journal record.
-fn late_record(dir: &DataDir, source: Source, late_name: &str) -> anyhow::Result<ArchiveRecord> {
+pub fn late_record(
+    dir: &DataDir,
+    source: Source,
+    late_name: &str,
+) -> anyhow::Result<ArchiveRecord> {
     let late_path = dir.join(late_name);
     let io_error = |error: std::io::Error| {
         io_failure(

@@ -205,7 +205,9 @@ fn writer_opening_during_read_stops_reset() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(code(&output), 75, "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("was opened for writing while order-reset read it"),
+        stderr(&output).contains(
+            "was opened for writing, or a process tried to, while order-reset archived it"
+        ),
         "{}",
         stderr(&output)
     );
@@ -266,5 +268,171 @@ fn interrupted_linked_reset_leaves_later_write_to_next_reset() {
     assert_eq!(dir.read(ARCHIVE), LATE);
     assert_eq!(dir.read(SESSIONS), b"{}");
     assert_eq!(dir.journal().len(), 1);
+    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
+}
+
+/// Waits until `name` exists in `dir`.
+fn wait_for_file(dir: &DataDir, name: &str) {
+    let started = Instant::now();
+    while !dir.file(name).exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{name} never appeared: {:?}",
+            dir.names()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Starts a reset with `failpoint` and, once `name` exists, a thread that
+/// opens the active file for writing (waiting on the lease), writes `LATE`
+/// and keeps the file open for `hold`.
+fn reset_with_waiting_writer(
+    dir: &DataDir,
+    failpoint: &str,
+    name: &str,
+    hold: Duration,
+) -> (Child, std::thread::JoinHandle<()>) {
+    let child = dir
+        .command(&["-v", "reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .env("ORDER_RESET_FAILPOINT", failpoint)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_file(dir, name);
+    let path = dir.file(SESSIONS);
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut file = fs::File::create(path).unwrap();
+        file.write_all(LATE).unwrap();
+        std::thread::sleep(hold);
+    });
+    (child, writer)
+}
+
+#[test]
+fn writer_waiting_before_exchange_withdraws_archives() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    // The pause comes before the archives are renamed into place.
+    let (child, writer) = reset_with_waiting_writer(
+        &dir,
+        "after-pending:sleep",
+        "order-reset.pending",
+        Duration::ZERO,
+    );
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(code(&output), 75, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "was opened for writing, or a process tried to, while order-reset archived it"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(dir.read(SESSIONS), LATE);
+    assert!(
+        dir.names_with("session_history_").is_empty(),
+        "{:?}",
+        dir.names()
+    );
+    assert!(!dir.file("order-reset.pending").exists());
+    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
+    assert!(dir.journal().is_empty());
+
+    let output = reset(&dir, None);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(dir.read(ARCHIVE), LATE);
+}
+
+#[test]
+fn kill_while_waiting_for_writer_keeps_late_archive() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    // The pause comes after the last check before the exchange, so the
+    // writer waits until the reset has copied the archive, then writes and
+    // keeps the file open while the reset waits for it to close.
+    let (mut child, writer) = reset_with_waiting_writer(
+        &dir,
+        "after-archives:sleep",
+        ARCHIVE,
+        Duration::from_secs(3),
+    );
+    wait_for_file(&dir, "session_history_20261204_000001.late");
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    writer.join().unwrap();
+
+    let (exit, report) = dir.run_json(&["reset"]);
+    assert_eq!(exit, 0);
+    assert_eq!(report["recovered_run_id"], json!("20261204_000001"));
+    assert_eq!(dir.read(ARCHIVE), ORIGINAL);
+    assert_eq!(dir.read("session_history_20261204_000001.late"), LATE);
+    assert_eq!(dir.read(SESSIONS), b"{}");
+    let journal = dir.journal();
+    let records = journal[0]["archives"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "{journal:?}");
+    assert_eq!(
+        records[1]["file"],
+        json!("session_history_20261204_000001.late")
+    );
+    assert_eq!(records[1]["bytes"], json!(LATE.len()));
+    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
+}
+
+/// Runs `touch` on the active file while a reset pauses at `failpoint`, once
+/// `name` exists, and returns the reset's exit code. GNU touch opens the
+/// file for writing without waiting, which fails under the lease but breaks
+/// it, then sets the times.
+fn touch_during_reset(dir: &DataDir, failpoint: &str, name: &str) -> i32 {
+    let child = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .env("ORDER_RESET_FAILPOINT", failpoint)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_file(dir, name);
+    let touched = Command::new("touch")
+        .arg(dir.file(SESSIONS))
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    code(&child.wait_with_output().unwrap())
+}
+
+#[test]
+fn touch_during_reset_leaves_separate_files() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    assert_eq!(
+        touch_during_reset(&dir, "after-pending:sleep", "order-reset.pending"),
+        75
+    );
+    assert_eq!(dir.read(SESSIONS), ORIGINAL);
+    assert!(
+        dir.names_with("session_history_").is_empty(),
+        "{:?}",
+        dir.names()
+    );
+
+    let output = reset(&dir, None);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(dir.read(ARCHIVE), ORIGINAL);
+
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    assert_eq!(touch_during_reset(&dir, "after-archives:sleep", ARCHIVE), 0);
+    assert_eq!(dir.read(ARCHIVE), ORIGINAL);
+    assert_eq!(dir.read("session_history_20261204_000001.late"), ORIGINAL);
+    assert_eq!(dir.read(SESSIONS), b"{}");
+    for name in dir.names() {
+        assert_eq!(fs::metadata(dir.file(&name)).unwrap().nlink(), 1, "{name}");
+    }
     assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
 }
