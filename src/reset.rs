@@ -923,10 +923,11 @@ fn writer_at_linked_file(
         if lease::broken(file) {
             return Some(preconditions::opened_error(&path));
         }
-        // The active name and the archive's.
+        // More names than the active one and the archive's. One alone is fine: a writer
+        // replaced the active file by a rename, and the exchange keeps what it wrote.
         if file
             .metadata()
-            .map_or(true, |metadata| metadata.nlink() != 2)
+            .map_or(true, |metadata| metadata.nlink() > 2)
         {
             return Some(failure(
                 ErrorKind::LockBusy,

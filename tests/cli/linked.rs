@@ -436,3 +436,31 @@ fn touch_during_reset_leaves_separate_files() {
     }
     assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
 }
+
+#[test]
+fn replacing_writer_before_exchange_is_kept_as_late() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let child = dir
+        .command(&["--json", "reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .env("ORDER_RESET_FAILPOINT", "after-pending:sleep")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_file(&dir, "order-reset.pending");
+    // A rename over the active name does not open the linked file, so it
+    // does not wait; the linked file keeps only the archive's name.
+    let temp = dir.file("writer.tmp");
+    fs::write(&temp, LATE).unwrap();
+    fs::rename(&temp, dir.file(SESSIONS)).unwrap();
+
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(dir.read(ARCHIVE), ORIGINAL);
+    assert_eq!(dir.read("session_history_20261204_000001.late"), LATE);
+    assert_eq!(dir.read(SESSIONS), b"{}");
+    assert_eq!(dir.journal()[0]["archives"].as_array().unwrap().len(), 2);
+    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
+}
