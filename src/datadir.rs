@@ -93,6 +93,12 @@ impl ArchiveName {
                 (id, false, false)
             } else if let Some(id) = rest.strip_suffix(".late") {
                 (id, false, true)
+            } else if let Some((id, _)) = rest
+                .rsplit_once(".late.")
+                .filter(|(_, number)| is_later_number(number))
+            {
+                // `.late.2` and on: a second writer's file in the same reset.
+                (id, false, true)
             } else {
                 return None;
             };
@@ -108,6 +114,13 @@ impl ArchiveName {
         }
         None
     }
+}
+
+/// Checks that `text` is a decimal number of 2 or more without a leading zero.
+fn is_later_number(text: &str) -> bool {
+    !text.starts_with('0')
+        && text.bytes().all(|byte| byte.is_ascii_digit())
+        && text.parse::<u32>().is_ok_and(|number| number >= 2)
 }
 
 /// Checks the `YYYYMMDD_HHMMSS` or `YYYYMMDD_HHMMSS_N` shape of a run id.
@@ -253,6 +266,22 @@ mod tests {
         let parsed = ArchiveName::parse(&name).unwrap();
         assert!(parsed.late);
         assert!(!parsed.valid);
+    }
+
+    #[test]
+    fn second_late_archive_name_parses() {
+        let parsed = ArchiveName::parse("session_history_20261204_000000.late.2").unwrap();
+        assert_eq!(parsed.run_id, "20261204_000000");
+        assert!(parsed.late);
+        assert!(!parsed.valid);
+        for name in [
+            "session_history_20261204_000000.late.1",
+            "session_history_20261204_000000.late.02",
+            "session_history_20261204_000000.late.x",
+            "session_history_20261204_000000.late.",
+        ] {
+            assert_eq!(ArchiveName::parse(name), None, "{name}");
+        }
     }
 
     #[test]

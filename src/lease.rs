@@ -5,6 +5,8 @@
 //! writing. While it is held, a process that opens the file for writing or
 //! truncates it waits in the kernel, and the lease shows the attempt, until
 //! the holder releases the lease or the system's lease break time runs out.
+//! An open for reading with `O_TRUNC` is the exception: Linux empties the
+//! file without waiting, so the reset also compares the file's size.
 //! So while the reset holds the lease, the file's bytes cannot change without
 //! the reset seeing it first, and it can make a real copy before letting the
 //! writer go on.
@@ -104,4 +106,53 @@ fn ignore_break_signal() {
             libc::signal(libc::SIGIO, libc::SIG_IGN);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    fn open_for_writing_without_waiting(path: &std::path::Path) -> io::Result<File> {
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+    }
+
+    #[test]
+    fn open_for_writing_breaks_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("active.json");
+        std::fs::write(&path, b"{}").unwrap();
+        let file = File::open(&path).unwrap();
+        if let Err(error) = take(&file) {
+            eprintln!("skipping: no read lease here ({error})");
+            return;
+        }
+        assert!(!broken(&file));
+
+        // Under the lease, a non-blocking open for writing fails and breaks it.
+        let error = open_for_writing_without_waiting(&path).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
+        assert!(broken(&file));
+
+        release(&file);
+        let writer = open_for_writing_without_waiting(&path).unwrap();
+        assert!(!wait_for_writers(&file, Duration::from_millis(20)));
+        drop(writer);
+        assert!(wait_for_writers(&file, Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn lease_needs_no_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("active.json");
+        std::fs::write(&path, b"{}").unwrap();
+        let _writer = OpenOptions::new().append(true).open(&path).unwrap();
+        let file = File::open(&path).unwrap();
+        let error = take(&file).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::WouldBlock, "{error}");
+    }
 }

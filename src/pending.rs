@@ -332,6 +332,16 @@ fn put_archive_in_place(dir: &DataDir, file: &PendingFile) -> anyhow::Result<boo
         log::info!("put archive {} in place", archive_path.display());
         return Ok(true);
     }
+    // A reset that took its linked archives back before it replaced anything
+    // leaves this state when it is stopped in between.
+    if hash_if_present(dir, file.source.file_name())?.as_deref() == Some(file.sha256.as_str()) {
+        log::warn!(
+            "archive {} of the interrupted reset is not in place, and {} still has the content it archived, so that run did not reset it",
+            archive_path.display(),
+            file.source.file_name()
+        );
+        return Ok(false);
+    }
     log::error!(
         "archive {} of the interrupted reset is missing and so is its copy {}; leaving {} as it is",
         archive_path.display(),

@@ -523,6 +523,15 @@ fn inspect(
             };
             io_failure(ErrorKind::Io, error, message)
         })?;
+    // A file without entries is not archived, so a writer may have it at once.
+    if linked
+        && copied
+            .scan
+            .as_ref()
+            .is_ok_and(|summary| summary.entries == 0)
+    {
+        lease::release(&file);
+    }
     if let Some(temp) = archive.as_ref().filter(|_| !linked) {
         // The copy stays 0600 and owned by this process while it is written.
         // It then gets the source's owner, so that the backend can read its
@@ -639,7 +648,10 @@ fn link_archive(
 /// a linked active file for writing: what it writes would go into the
 /// archive.
 fn check_no_writer_waits(dir: &DataDir, inspected: &[Inspected]) -> anyhow::Result<()> {
-    for item in inspected.iter().filter(|item| item.linked) {
+    for item in inspected
+        .iter()
+        .filter(|item| item.linked && item.needs_archive())
+    {
         let (file, _) = item.opened.as_ref().expect("a linked file was opened");
         if lease::broken(file) {
             return Err(preconditions::opened_error(
@@ -915,27 +927,36 @@ fn writer_at_linked_file(
     old_files: &[(File, Metadata)],
     links: &[Option<ArchiveRecord>],
 ) -> Option<anyhow::Error> {
-    for ((source, (file, _)), link) in sources.iter().zip(old_files).zip(links) {
+    for ((source, (file, before)), link) in sources.iter().zip(old_files).zip(links) {
         if link.is_none() {
             continue;
         }
         let path = dir.join(source.file_name());
-        if lease::broken(file) {
-            return Some(preconditions::opened_error(&path));
-        }
-        // More names than the active one and the archive's. One alone is fine: a writer
-        // replaced the active file by a rename, and the exchange keeps what it wrote.
-        if file
-            .metadata()
-            .map_or(true, |metadata| metadata.nlink() > 2)
-        {
-            return Some(failure(
+        let stop = |what: &str| {
+            Some(failure(
                 ErrorKind::LockBusy,
                 format!(
-                    "{} got another name while order-reset archived it; nothing was changed: try again",
+                    "{} {what} while order-reset archived it, so a process changes it without holding order-reset.lock; the archives were removed again, the active files are unchanged and only order-reset.generation increased: try again, and make the backend take the lock",
                     path.display()
                 ),
-            ));
+            ))
+        };
+        if lease::broken(file) {
+            return stop("was opened for writing, or a process tried to,");
+        }
+        let Ok(now) = file.metadata() else {
+            return stop("could not be checked");
+        };
+        // An open for reading with O_TRUNC empties the file without waiting on the lease. Any
+        // other change needs an open for writing; the times alone change with `touch`.
+        if now.len() != before.len() {
+            return stop("changed");
+        }
+        // The archive's name, and the active one unless a writer renamed another file over it.
+        let active = std::fs::symlink_metadata(&path)
+            .is_ok_and(|found| found.ino() == now.ino() && found.dev() == now.dev());
+        if now.nlink() > 1 + u64::from(active) {
+            return stop("got another name");
         }
     }
     None
@@ -1144,6 +1165,25 @@ fn finish_linked(
         std::fs::symlink_metadata(dir.join(name))
             .is_ok_and(|found| found.ino() == before.ino() && found.dev() == before.dev())
     };
+    // An open for reading with O_TRUNC empties the file without waiting on the lease. The
+    // archive then no longer has the archived bytes, and recovery keeps what it holds as `.late`.
+    let now = file.metadata().map_err(|error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot check archive {}", dir.join(&record.file).display()),
+        )
+    })?;
+    if now.len() != before.len() {
+        return Err(failure(
+            ErrorKind::Io,
+            format!(
+                "{} changed after order-reset archived it as a link to {}, through an open that did not wait on its lease; the next reset keeps what it holds as a .late archive",
+                dir.join(&record.file).display(),
+                source.file_name()
+            ),
+        ));
+    }
     let mut late = Vec::new();
     match displaced {
         Some(name) if is_this_file(&name) => {
@@ -1238,7 +1278,7 @@ fn keep_waiting_writer(
             ErrorKind::Io,
             error,
             format!(
-                "cannot copy {} apart from a process that waits to write it; once this run ends, that process writes into the archive, and the next reset keeps what it holds as a .late archive",
+                "cannot copy {} apart from a process that waits to write it; that process may now write into the archive, and the next reset keeps what it holds as a .late archive",
                 dir.join(archive).display()
             ),
         )
@@ -1267,7 +1307,7 @@ const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Renames a file that holds what a writer that ignores the lock wrote
 /// during reset `run_id` to that run's `.late` archive, and returns its
 /// journal record. When that name is taken, `.late.2`, `.late.3` and so on
-/// are tried, which `history` does not list but nothing removes.
+/// are tried.
 pub fn keep_as_late(
     dir: &DataDir,
     source: Source,

@@ -464,3 +464,162 @@ fn replacing_writer_before_exchange_is_kept_as_late() {
     assert_eq!(dir.journal()[0]["archives"].as_array().unwrap().len(), 2);
     assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
 }
+
+/// Truncates the active file through an open for reading with `O_TRUNC`,
+/// which Linux allows and which does not wait on a read lease.
+fn truncate_through_read_open(dir: &DataDir) {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_TRUNC)
+        .open(dir.file(SESSIONS))
+        .unwrap();
+}
+
+#[test]
+fn truncating_read_open_is_noticed() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let child = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .env("ORDER_RESET_FAILPOINT", "after-pending:sleep")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_file(&dir, "order-reset.pending");
+    truncate_through_read_open(&dir);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(code(&output), 75, "{}", stderr(&output));
+    assert!(stderr(&output).contains("changed while order-reset archived it"));
+    assert!(
+        dir.names_with("session_history_").is_empty(),
+        "{:?}",
+        dir.names()
+    );
+
+    // After the last check the truncation reaches the archive, which the
+    // reset notices after the exchange and the next reset keeps as `.late`.
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let child = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .env("ORDER_RESET_FAILPOINT", "after-archives:sleep")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_file(&dir, ARCHIVE);
+    truncate_through_read_open(&dir);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(code(&output), 74, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("through an open that did not wait on its lease"),
+        "{}",
+        stderr(&output)
+    );
+    let (exit, report) = dir.run_json(&["reset"]);
+    assert_eq!(exit, 0);
+    assert_eq!(report["recovered_run_id"], json!("20261204_000001"));
+    assert_eq!(
+        dir.names_with("session_history_"),
+        vec!["session_history_20261204_000001.late"]
+    );
+    assert_eq!(dir.read("session_history_20261204_000001.late"), b"");
+    assert_eq!(dir.read(SESSIONS), b"{}");
+    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
+}
+
+#[test]
+fn rename_to_another_name_withdraws_archives() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let child = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .env("ORDER_RESET_FAILPOINT", "after-pending:sleep")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_file(&dir, "order-reset.pending");
+    fs::rename(dir.file(SESSIONS), dir.temp.path().join("backup.json")).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(code(&output), 75, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("got another name while order-reset archived it"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        dir.names_with("session_history_").is_empty(),
+        "{:?}",
+        dir.names()
+    );
+    assert_eq!(
+        fs::read(dir.temp.path().join("backup.json")).unwrap(),
+        ORIGINAL
+    );
+    assert_eq!(
+        fs::metadata(dir.temp.path().join("backup.json"))
+            .unwrap()
+            .nlink(),
+        1
+    );
+}
+
+#[test]
+fn writer_on_file_without_entries_does_not_wait() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    dir.write(TAKEOVERS, b"{}");
+    let child = dir
+        .command(&["reset"])
+        .env("ORDER_RESET_NOW", NOW)
+        .env("ORDER_RESET_FAILPOINT", "after-copy:sleep")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_link(&dir);
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    fs::write(dir.file(TAKEOVERS), br#"{"t1": {"status": "pending"}}"#).unwrap();
+    let waited = started.elapsed();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(waited < Duration::from_millis(500), "waited {waited:?}");
+    assert_eq!(dir.read(ARCHIVE), ORIGINAL);
+    assert_eq!(dir.read(TAKEOVERS), br#"{"t1": {"status": "pending"}}"#);
+}
+
+#[test]
+fn waiting_and_replacing_writers_both_kept() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let (child, writer) =
+        reset_with_waiting_writer(&dir, "after-archives:sleep", ARCHIVE, Duration::ZERO);
+    // Give the waiting writer time to look the file up, then replace it.
+    std::thread::sleep(Duration::from_millis(200));
+    let temp = dir.file("writer.tmp");
+    fs::write(&temp, br#"{"b": {"status": "approved"}}"#).unwrap();
+    fs::rename(&temp, dir.file(SESSIONS)).unwrap();
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+
+    assert_eq!(dir.read(ARCHIVE), ORIGINAL);
+    let mut late = vec![
+        dir.read("session_history_20261204_000001.late"),
+        dir.read("session_history_20261204_000001.late.2"),
+    ];
+    late.sort();
+    let mut expected = vec![LATE.to_vec(), br#"{"b": {"status": "approved"}}"#.to_vec()];
+    expected.sort();
+    assert_eq!(late, expected);
+    assert_eq!(dir.journal()[0]["archives"].as_array().unwrap().len(), 3);
+    let verify = dir.run(&["history", "verify"]);
+    assert_eq!(code(&verify), 0, "{}", stderr(&verify));
+}
