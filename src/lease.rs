@@ -94,7 +94,7 @@ fn set(file: &File, lease: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// The kernel tells a lease holder about a writer with `SIGIO`, whose default
+/// The kernel notifies a lease holder of a writer with `SIGIO`, whose default
 /// action ends the process. The reset asks with `F_GETLEASE` instead, so the
 /// signal is ignored.
 fn ignore_break_signal() {

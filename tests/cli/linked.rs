@@ -121,7 +121,7 @@ fn copy_option_copies() {
     assert_eq!(dir.read(ARCHIVE), ORIGINAL);
 }
 
-/// A process that holds `name` open for writing until it is killed.
+/// A process that keeps `name` open for writing until it is killed.
 struct OpenForWriting(Child);
 
 impl OpenForWriting {
