@@ -26,6 +26,35 @@ fn reset(dir: &DataDir, failpoint: Option<&str>) -> std::process::Output {
     command.output().unwrap()
 }
 
+/// The start of the message of a reset stopped by a writer that waits on the lease.
+const OPENED: &str = "was opened for writing, or a process tried to, while order-reset archived it";
+
+/// Checks that a reset exited 75 with `message`, left `scan_sessions.json` as
+/// `active`, and left no archive, temporary file or journal line.
+fn assert_stopped(dir: &DataDir, output: &std::process::Output, message: &str, active: &[u8]) {
+    assert_eq!(code(output), 75, "{}", stderr(output));
+    assert!(stderr(output).contains(message), "{}", stderr(output));
+    assert_eq!(dir.read(SESSIONS), active);
+    assert!(
+        dir.names_with("session_history_").is_empty(),
+        "{:?}",
+        dir.names()
+    );
+    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
+    assert!(dir.journal().is_empty());
+}
+
+/// Starts the reset command `args` with failpoint `failpoint`, its output piped.
+fn spawn_reset(dir: &DataDir, args: &[&str], failpoint: &str) -> Child {
+    dir.command(args)
+        .env("ORDER_RESET_NOW", NOW)
+        .env("ORDER_RESET_FAILPOINT", failpoint)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn inode(dir: &DataDir, name: &str) -> u64 {
     fs::metadata(dir.file(name)).unwrap().ino()
 }
@@ -190,31 +219,13 @@ fn wait_for_link(dir: &DataDir) {
 fn writer_opening_during_read_stops_reset() {
     let dir = DataDir::new();
     dir.write(SESSIONS, ORIGINAL);
-    let child = dir
-        .command(&["reset"])
-        .env("ORDER_RESET_NOW", NOW)
-        .env("ORDER_RESET_FAILPOINT", "after-copy:sleep")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_reset(&dir, &["reset"], "after-copy:sleep");
     wait_for_link(&dir);
     // The open waits on the lease until the reset has stopped.
     fs::write(dir.file(SESSIONS), LATE).unwrap();
 
     let output = child.wait_with_output().unwrap();
-    assert_eq!(code(&output), 75, "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains(
-            "was opened for writing, or a process tried to, while order-reset archived it"
-        ),
-        "{}",
-        stderr(&output)
-    );
-    assert_eq!(dir.read(SESSIONS), LATE);
-    assert!(dir.names_with("session_history_").is_empty());
-    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
-    assert!(dir.journal().is_empty());
+    assert_stopped(&dir, &output, OPENED, LATE);
 }
 
 #[test]
@@ -293,14 +304,7 @@ fn reset_with_waiting_writer(
     name: &str,
     hold: Duration,
 ) -> (Child, std::thread::JoinHandle<()>) {
-    let child = dir
-        .command(&["-v", "reset"])
-        .env("ORDER_RESET_NOW", NOW)
-        .env("ORDER_RESET_FAILPOINT", failpoint)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_reset(dir, &["-v", "reset"], failpoint);
     wait_for_file(dir, name);
     let path = dir.file(SESSIONS);
     let writer = std::thread::spawn(move || {
@@ -325,23 +329,8 @@ fn writer_waiting_before_exchange_withdraws_archives() {
     );
     let output = child.wait_with_output().unwrap();
     writer.join().unwrap();
-    assert_eq!(code(&output), 75, "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains(
-            "was opened for writing, or a process tried to, while order-reset archived it"
-        ),
-        "{}",
-        stderr(&output)
-    );
-    assert_eq!(dir.read(SESSIONS), LATE);
-    assert!(
-        dir.names_with("session_history_").is_empty(),
-        "{:?}",
-        dir.names()
-    );
+    assert_stopped(&dir, &output, OPENED, LATE);
     assert!(!dir.file("order-reset.pending").exists());
-    assert!(dir.names_with(".").is_empty(), "{:?}", dir.names());
-    assert!(dir.journal().is_empty());
 
     let output = reset(&dir, None);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
@@ -389,14 +378,7 @@ fn kill_while_waiting_for_writer_keeps_late_archive() {
 /// file for writing without waiting, which fails under the lease but breaks
 /// it, then sets the times.
 fn touch_during_reset(dir: &DataDir, failpoint: &str, name: &str) -> i32 {
-    let child = dir
-        .command(&["reset"])
-        .env("ORDER_RESET_NOW", NOW)
-        .env("ORDER_RESET_FAILPOINT", failpoint)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_reset(dir, &["reset"], failpoint);
     wait_for_file(dir, name);
     let touched = Command::new("touch")
         .arg(dir.file(SESSIONS))
@@ -441,14 +423,7 @@ fn touch_during_reset_leaves_separate_files() {
 fn replacing_writer_before_exchange_is_kept_as_late() {
     let dir = DataDir::new();
     dir.write(SESSIONS, ORIGINAL);
-    let child = dir
-        .command(&["--json", "reset"])
-        .env("ORDER_RESET_NOW", NOW)
-        .env("ORDER_RESET_FAILPOINT", "after-pending:sleep")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_reset(&dir, &["--json", "reset"], "after-pending:sleep");
     wait_for_file(&dir, "order-reset.pending");
     // A rename over the active name does not open the linked file, so it
     // does not wait; the linked file keeps only the archive's name.
@@ -480,14 +455,7 @@ fn truncate_through_read_open(dir: &DataDir) {
 fn truncating_read_open_is_noticed() {
     let dir = DataDir::new();
     dir.write(SESSIONS, ORIGINAL);
-    let child = dir
-        .command(&["reset"])
-        .env("ORDER_RESET_NOW", NOW)
-        .env("ORDER_RESET_FAILPOINT", "after-pending:sleep")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_reset(&dir, &["reset"], "after-pending:sleep");
     wait_for_file(&dir, "order-reset.pending");
     truncate_through_read_open(&dir);
     let output = child.wait_with_output().unwrap();
@@ -503,14 +471,7 @@ fn truncating_read_open_is_noticed() {
     // reset notices after the exchange and the next reset keeps as `.late`.
     let dir = DataDir::new();
     dir.write(SESSIONS, ORIGINAL);
-    let child = dir
-        .command(&["reset"])
-        .env("ORDER_RESET_NOW", NOW)
-        .env("ORDER_RESET_FAILPOINT", "after-archives:sleep")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_reset(&dir, &["reset"], "after-archives:sleep");
     wait_for_file(&dir, ARCHIVE);
     truncate_through_read_open(&dir);
     let output = child.wait_with_output().unwrap();
@@ -536,14 +497,7 @@ fn truncating_read_open_is_noticed() {
 fn rename_to_another_name_withdraws_archives() {
     let dir = DataDir::new();
     dir.write(SESSIONS, ORIGINAL);
-    let child = dir
-        .command(&["reset"])
-        .env("ORDER_RESET_NOW", NOW)
-        .env("ORDER_RESET_FAILPOINT", "after-pending:sleep")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_reset(&dir, &["reset"], "after-pending:sleep");
     wait_for_file(&dir, "order-reset.pending");
     fs::rename(dir.file(SESSIONS), dir.temp.path().join("backup.json")).unwrap();
     let output = child.wait_with_output().unwrap();
@@ -575,14 +529,7 @@ fn writer_on_file_without_entries_does_not_wait() {
     let dir = DataDir::new();
     dir.write(SESSIONS, ORIGINAL);
     dir.write(TAKEOVERS, b"{}");
-    let child = dir
-        .command(&["reset"])
-        .env("ORDER_RESET_NOW", NOW)
-        .env("ORDER_RESET_FAILPOINT", "after-copy:sleep")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_reset(&dir, &["reset"], "after-copy:sleep");
     wait_for_link(&dir);
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
