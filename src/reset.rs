@@ -1209,14 +1209,19 @@ fn finish_linked(
             }
         }
         displaced => {
-            if lease::broken(file) {
+            let waited = lease::broken(file);
+            if waited {
                 late.push(keep_waiting_writer(
                     dir, source, run_id, record, file, before, None,
                 )?);
             }
-            late.extend(keep_late_writes(
-                dir, source, run_id, displaced, file, before,
-            )?);
+            // Without a displaced file, `keep_late_writes` looks at this file, which is then
+            // the waiting writer's `.late` archive already.
+            if !(waited && displaced.is_none()) {
+                late.extend(keep_late_writes(
+                    dir, source, run_id, displaced, file, before,
+                )?);
+            }
         }
     }
     lease::release(file);

@@ -570,3 +570,28 @@ fn waiting_and_replacing_writers_both_kept() {
     let verify = dir.run(&["history", "verify"]);
     assert_eq!(code(&verify), 0, "{}", stderr(&verify));
 }
+
+#[test]
+fn waiting_writer_after_active_name_removed_kept_once() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let (child, writer) =
+        reset_with_waiting_writer(&dir, "after-archives:sleep", ARCHIVE, Duration::ZERO);
+    // Give the waiting writer time to look the file up, then remove the name.
+    std::thread::sleep(Duration::from_millis(200));
+    fs::remove_file(dir.file(SESSIONS)).unwrap();
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+
+    assert_eq!(dir.read(ARCHIVE), ORIGINAL);
+    assert_eq!(dir.read("session_history_20261204_000001.late"), LATE);
+    assert_eq!(
+        dir.names_with("session_history_"),
+        vec![
+            ARCHIVE.to_string(),
+            "session_history_20261204_000001.late".to_string()
+        ]
+    );
+    assert_eq!(dir.journal()[0]["archives"].as_array().unwrap().len(), 2);
+}
