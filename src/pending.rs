@@ -188,9 +188,8 @@ pub fn complete(dir: &DataDir, generation: &mut Generation) -> anyhow::Result<Op
     let mut in_place = Vec::new();
     let mut late = Vec::new();
     for file in &pending.files {
-        // A run killed after it kept a `.late` archive, before its journal line.
-        let late_name = file.source.late_archive_name(&run_id);
-        if fs::symlink_metadata(dir.join(&late_name)).is_ok() {
+        // A run killed after it kept `.late` archives, before its journal line.
+        for late_name in late_names(dir, file.source, &run_id)? {
             late.push(late_record(dir, file.source, &late_name)?);
         }
         let (kept, archive_removed) = keep_displaced(dir, file, &run_id)?;
@@ -244,6 +243,28 @@ pub fn complete(dir: &DataDir, generation: &mut Generation) -> anyhow::Result<Op
     journal::Writer::open(dir)?.append(&mut entry)?;
     remove(dir);
     Ok(Some(run_id))
+}
+
+/// Returns the names of the `.late` archives of `source` from reset `run_id`
+/// in the data directory, `.late` before `.late.2` and on.
+fn late_names(dir: &DataDir, source: Source, run_id: &str) -> anyhow::Result<Vec<String>> {
+    let entries = fs::read_dir(dir.path()).map_err(|error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot list {}", dir.path().display()),
+        )
+    })?;
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| {
+            ArchiveName::parse(name).is_some_and(|parsed| {
+                parsed.late && parsed.source == source && parsed.run_id == run_id
+            })
+        })
+        .collect();
+    names.sort_by_key(|name| (name.len(), name.clone()));
+    Ok(names)
 }
 
 /// Deals with an archive, or its temporary name, that is the active file

@@ -839,7 +839,7 @@ fn commit(
     }
     let sources: Vec<Source> = entry.archives.iter().map(|record| record.source).collect();
     if let Some(stop) = writer_at_linked_file(dir, &sources, &old_files, &links) {
-        return Err(withdraw_archives(dir, entry, stop));
+        return Err(withdraw_archives(dir, entry, &old_files, &links, stop));
     }
     failpoint::check("after-archives").map_err(|error| incomplete(entry, error.into()))?;
 
@@ -936,7 +936,7 @@ fn writer_at_linked_file(
             Some(failure(
                 ErrorKind::LockBusy,
                 format!(
-                    "{} {what} while order-reset archived it, so a process changes it without holding order-reset.lock; the archives were removed again, the active files are unchanged and only order-reset.generation increased: try again, and make the backend take the lock",
+                    "{} {what} while order-reset archived it, so a process changes it without holding order-reset.lock; the archives were removed again, and order-reset changed nothing but order-reset.generation: try again, and make the backend take the lock",
                     path.display()
                 ),
             ))
@@ -950,7 +950,7 @@ fn writer_at_linked_file(
         // An open for reading with O_TRUNC empties the file without waiting on the lease. Any
         // other change needs an open for writing; the times alone change with `touch`.
         if now.len() != before.len() {
-            return stop("changed");
+            return stop("was emptied by an open that does not wait on the read lease");
         }
         // The archive's name, and the active one unless a writer renamed another file over it.
         let active = std::fs::symlink_metadata(&path)
@@ -965,29 +965,66 @@ fn writer_at_linked_file(
 /// Takes back the archives that a reset has just put in place, before it
 /// replaced any active file, and returns `error` to stop it with.
 ///
-/// A linked archive is then only another name of its active file, which
-/// still has every byte, so removing the names loses nothing. The pending
-/// record goes last: a crash before that leaves it for the next reset, whose
-/// recovery removes or copies the remaining links.
-fn withdraw_archives(dir: &DataDir, entry: &Entry, error: anyhow::Error) -> anyhow::Error {
+/// A linked archive is only another name of its active file, so removing the
+/// name loses nothing. A copied archive is removed only while its active file
+/// is still the file it copied, unchanged; otherwise it is the only place of
+/// the archived bytes and stays, with the pending record, for the next reset
+/// to complete. The pending record goes last: a crash before that leaves it
+/// for the next reset, whose recovery removes or copies the remaining links.
+fn withdraw_archives(
+    dir: &DataDir,
+    entry: &Entry,
+    old_files: &[(File, Metadata)],
+    links: &[Option<ArchiveRecord>],
+    error: anyhow::Error,
+) -> anyhow::Error {
+    let mut kept = Vec::new();
     let withdrawn = (|| {
-        for record in &entry.archives {
-            std::fs::remove_file(dir.join(&record.file)).map_err(|error| {
+        for ((record, (file, before)), link) in entry.archives.iter().zip(old_files).zip(links) {
+            let path = dir.join(&record.file);
+            if link.is_none() && !still_active_unchanged(dir, record.source, file, before) {
+                kept.push(path);
+                continue;
+            }
+            std::fs::remove_file(&path).map_err(|error| {
                 io_failure(
                     ErrorKind::Io,
                     error,
-                    format!("cannot remove {}", dir.join(&record.file).display()),
+                    format!("cannot remove {}", path.display()),
                 )
             })?;
         }
         atomic::sync_dir(dir.path()).map_err(|error| sync_dir_error(dir, error))
     })();
     match withdrawn {
-        Ok(()) => {
+        Ok(()) if kept.is_empty() => {
             pending::remove(dir);
             error
         }
+        Ok(()) => {
+            let kept: Vec<String> = kept.iter().map(|path| path.display().to_string()).collect();
+            incomplete(
+                entry,
+                error.context(format!(
+                    "kept {}, whose active file changed since it was copied",
+                    kept.join(" and ")
+                )),
+            )
+        }
         Err(failed) => incomplete(entry, failed.context(error.to_string())),
+    }
+}
+
+/// Returns whether the active file of `source` is still the file open as
+/// `file`, with the size and modification time of `before`.
+fn still_active_unchanged(dir: &DataDir, source: Source, file: &File, before: &Metadata) -> bool {
+    let active = std::fs::symlink_metadata(dir.join(source.file_name()));
+    let now = file.metadata();
+    match (active, now) {
+        (Ok(active), Ok(now)) => {
+            active.ino() == now.ino() && active.dev() == now.dev() && same_content(before, &now)
+        }
+        _ => false,
     }
 }
 
@@ -1184,6 +1221,16 @@ fn finish_linked(
             ),
         ));
     }
+    // A name given to the file after the last check would stay a name of the archive.
+    let expected_names = 1 + u64::from(displaced.as_ref().is_some_and(is_this_file));
+    if now.nlink() > expected_names && !lease::broken(file) {
+        copy_archive_apart(dir, record, file, before)?;
+        log::warn!(
+            "{} got another name during the reset; {} is now a copy",
+            source.file_name(),
+            dir.join(&record.file).display()
+        );
+    }
     let mut late = Vec::new();
     match displaced {
         Some(name) if is_this_file(&name) => {
@@ -1226,6 +1273,31 @@ fn finish_linked(
     }
     lease::release(file);
     Ok(late)
+}
+
+/// Replaces the linked archive of `record` with a synced copy of `file`,
+/// checked against the recorded SHA-256.
+fn copy_archive_apart(
+    dir: &DataDir,
+    record: &ArchiveRecord,
+    file: &File,
+    before: &Metadata,
+) -> anyhow::Result<()> {
+    let copied = copy_if_content(dir, &record.file, file, before, &record.sha256).and_then(
+        |copy| match copy {
+            Some(copy) => copy.persist(dir, &record.file, true),
+            None => Err(std::io::Error::other(
+                "its content changed although its read lease was held",
+            )),
+        },
+    );
+    copied.map_err(|error| {
+        io_failure(
+            ErrorKind::Io,
+            error,
+            format!("cannot copy {}", dir.join(&record.file).display()),
+        )
+    })
 }
 
 /// Copies `file` like [`copy_to_temp`] and returns the copy when its SHA-256
@@ -1271,22 +1343,11 @@ fn keep_waiting_writer(
             .map_err(|error| create_error(dir, error))?
             .into_path(),
     };
-    let copied =
-        copy_if_content(dir, archive, file, before, &record.sha256).and_then(|copy| match copy {
-            Some(copy) => copy.persist(dir, archive, true),
-            None => Err(std::io::Error::other(
-                "its content changed although its read lease was held",
-            )),
-        });
-    copied.map_err(|error| {
-        io_failure(
-            ErrorKind::Io,
-            error,
-            format!(
-                "cannot copy {} apart from a process that waits to write it; that process may now write into the archive, and the next reset keeps what it holds as a .late archive",
-                dir.join(archive).display()
-            ),
-        )
+    copy_archive_apart(dir, record, file, before).map_err(|error| {
+        error.context(format!(
+            "cannot copy {} apart from a process that waits to write it; that process may now write into the archive, and the next reset keeps what it holds as a .late archive",
+            dir.join(archive).display()
+        ))
     })?;
     let late_name = rename_to_late(dir, source, run_id, &late)?;
     log::error!(

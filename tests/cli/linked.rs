@@ -460,7 +460,11 @@ fn truncating_read_open_is_noticed() {
     truncate_through_read_open(&dir);
     let output = child.wait_with_output().unwrap();
     assert_eq!(code(&output), 75, "{}", stderr(&output));
-    assert!(stderr(&output).contains("changed while order-reset archived it"));
+    assert!(
+        stderr(&output).contains("was emptied by an open that does not wait on the read lease"),
+        "{}",
+        stderr(&output)
+    );
     assert!(
         dir.names_with("session_history_").is_empty(),
         "{:?}",
@@ -594,4 +598,107 @@ fn waiting_writer_after_active_name_removed_kept_once() {
         ]
     );
     assert_eq!(dir.journal()[0]["archives"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn withdrawal_keeps_copied_archive_of_changed_file() {
+    const TAKEOVERS_ORIGINAL: &[u8] = br#"{"t1": {"status": "pending"}}"#;
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    dir.write(TAKEOVERS, TAKEOVERS_ORIGINAL);
+    // The takeovers file is open for writing elsewhere, so its archive is a copy.
+    let _holder = OpenForWriting::start(&dir, TAKEOVERS);
+    let (child, writer) = reset_with_waiting_writer(
+        &dir,
+        "after-pending:sleep",
+        "order-reset.pending",
+        Duration::ZERO,
+    );
+    dir.write(TAKEOVERS, b"{}");
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_ne!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("whose active file changed since it was copied"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        dir.read("takeover_history_20261204_000001.json"),
+        TAKEOVERS_ORIGINAL
+    );
+
+    let (exit, report) = dir.run_json(&["reset"]);
+    assert_eq!(exit, 0);
+    assert_eq!(report["recovered_run_id"], json!("20261204_000001"));
+    assert_eq!(
+        dir.read("takeover_history_20261204_000001.json"),
+        TAKEOVERS_ORIGINAL
+    );
+    // The sessions file was not reset by the interrupted run; this one archives what
+    // the writer put there.
+    let sessions: Vec<Vec<u8>> = dir
+        .names_with("session_history_")
+        .iter()
+        .map(|name| dir.read(name))
+        .collect();
+    assert_eq!(sessions, vec![LATE.to_vec()]);
+    assert_eq!(dir.read(SESSIONS), b"{}");
+}
+
+#[test]
+fn second_late_archive_of_killed_run_is_journaled() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let (mut child, writer) = reset_with_waiting_writer(
+        &dir,
+        "after-archives:sleep,after-replace-sessions:exit",
+        ARCHIVE,
+        Duration::ZERO,
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let temp = dir.file("writer.tmp");
+    fs::write(&temp, br#"{"b": {"status": "approved"}}"#).unwrap();
+    fs::rename(&temp, dir.file(SESSIONS)).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(86));
+    writer.join().unwrap();
+
+    let (exit, report) = dir.run_json(&["reset"]);
+    assert_eq!(exit, 0);
+    assert_eq!(report["recovered_run_id"], json!("20261204_000001"));
+    let journal = dir.journal();
+    let files: Vec<&str> = journal[0]["archives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| record["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files.len(), 3, "{journal:?}");
+    assert!(
+        files.contains(&"session_history_20261204_000001.late.2"),
+        "{files:?}"
+    );
+    let verify = dir.run(&["history", "verify"]);
+    assert_eq!(code(&verify), 0, "{}", stderr(&verify));
+}
+
+#[test]
+fn name_added_after_last_check_gets_a_copy() {
+    let dir = DataDir::new();
+    dir.write(SESSIONS, ORIGINAL);
+    let child = spawn_reset(&dir, &["-v", "reset"], "after-archives:sleep");
+    wait_for_file(&dir, ARCHIVE);
+    fs::hard_link(dir.file(SESSIONS), dir.temp.path().join("backup.json")).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("got another name during the reset"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(fs::metadata(dir.file(ARCHIVE)).unwrap().nlink(), 1);
+    fs::write(dir.temp.path().join("backup.json"), LATE).unwrap();
+    assert_eq!(dir.read(ARCHIVE), ORIGINAL);
+    let verify = dir.run(&["history", "verify"]);
+    assert_eq!(code(&verify), 0, "{}", stderr(&verify));
 }
