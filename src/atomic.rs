@@ -376,7 +376,7 @@ impl TempFile {
         // the rename and now; make sure the name points at the file written.
         let written = self.file.metadata()?;
         let found = fs::symlink_metadata(&target_path)?;
-        if found.ino() != written.ino() || found.dev() != written.dev() {
+        if !same_file(&found, &written) {
             return Err(io::Error::other(format!(
                 "{} was replaced by another process right after order-reset wrote it",
                 target_path.display()
@@ -405,7 +405,7 @@ impl TempFile {
                 self.persisted = true;
                 let written = self.file.metadata()?;
                 let found = fs::symlink_metadata(&target_path)?;
-                if found.ino() != written.ino() || found.dev() != written.dev() {
+                if !same_file(&found, &written) {
                     return Err(io::Error::other(format!(
                         "{} was replaced by another process right after order-reset wrote it",
                         target_path.display()
@@ -506,6 +506,23 @@ impl Drop for TempFile {
             );
         }
     }
+}
+
+/// Returns whether two `stat` results describe the same file: the same
+/// inode on the same device.
+pub fn same_file(a: &Metadata, b: &Metadata) -> bool {
+    a.ino() == b.ino() && a.dev() == b.dev()
+}
+
+/// Removes `path`, with an error that names it.
+pub fn remove_named(path: &Path) -> anyhow::Result<()> {
+    fs::remove_file(path).map_err(|error| {
+        crate::error::io_failure(
+            crate::error::ErrorKind::Io,
+            error,
+            format!("cannot remove {}", path.display()),
+        )
+    })
 }
 
 /// Renames `from` to `to` unless `to` exists, atomically.

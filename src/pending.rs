@@ -295,7 +295,7 @@ fn unlink_archive_from_active(dir: &DataDir, file: &PendingFile) -> anyhow::Resu
         let Ok(found) = fs::symlink_metadata(&link) else {
             continue;
         };
-        if found.ino() != metadata.ino() || found.dev() != metadata.dev() {
+        if !atomic::same_file(&found, &metadata) {
             continue;
         }
         let copy = copy_if_content(dir, name, &active, &metadata, &file.sha256)
@@ -311,7 +311,7 @@ fn unlink_archive_from_active(dir: &DataDir, file: &PendingFile) -> anyhow::Resu
                 );
             }
             None => {
-                fs::remove_file(&link).map_err(|error| io_error(error, "remove", &link))?;
+                atomic::remove_named(&link)?;
                 log::warn!(
                     "removed {}, a link to {}, which changed after the interrupted reset read it; {} is not reset by that run",
                     link.display(),
@@ -399,16 +399,9 @@ fn keep_displaced(
     if let (Ok(displaced), Ok(found)) = (
         fs::symlink_metadata(dir.join(name)),
         fs::symlink_metadata(&archive),
-    ) && displaced.ino() == found.ino()
-        && displaced.dev() == found.dev()
+    ) && atomic::same_file(&displaced, &found)
     {
-        fs::remove_file(&archive).map_err(|error| {
-            io_failure(
-                ErrorKind::Io,
-                error,
-                format!("cannot remove {}", archive.display()),
-            )
-        })?;
+        atomic::remove_named(&archive)?;
         log::error!(
             "{} was a link to the replaced {}, which a process that does not take order-reset.lock wrote after the interrupted reset; what it holds now is kept as a .late archive",
             archive.display(),

@@ -953,8 +953,8 @@ fn writer_at_linked_file(
             return stop("was emptied by an open that does not wait on the read lease");
         }
         // The archive's name, and the active one unless a writer renamed another file over it.
-        let active = std::fs::symlink_metadata(&path)
-            .is_ok_and(|found| found.ino() == now.ino() && found.dev() == now.dev());
+        let active =
+            std::fs::symlink_metadata(&path).is_ok_and(|found| atomic::same_file(&found, &now));
         if now.nlink() > 1 + u64::from(active) {
             return stop("got another name");
         }
@@ -986,13 +986,7 @@ fn withdraw_archives(
                 kept.push(path);
                 continue;
             }
-            std::fs::remove_file(&path).map_err(|error| {
-                io_failure(
-                    ErrorKind::Io,
-                    error,
-                    format!("cannot remove {}", path.display()),
-                )
-            })?;
+            atomic::remove_named(&path)?;
         }
         atomic::sync_dir(dir.path()).map_err(|error| sync_dir_error(dir, error))
     })();
@@ -1021,9 +1015,7 @@ fn still_active_unchanged(dir: &DataDir, source: Source, file: &File, before: &M
     let active = std::fs::symlink_metadata(dir.join(source.file_name()));
     let now = file.metadata();
     match (active, now) {
-        (Ok(active), Ok(now)) => {
-            active.ino() == now.ino() && active.dev() == now.dev() && same_content(before, &now)
-        }
+        (Ok(active), Ok(now)) => atomic::same_file(&active, &now) && same_content(before, &now),
         _ => false,
     }
 }
@@ -1115,10 +1107,7 @@ fn keep_late_writes(
             let path = dir.join(&name);
             let found =
                 std::fs::symlink_metadata(&path).map_err(|error| io_error(error, "check"))?;
-            if found.ino() == before.ino()
-                && found.dev() == before.dev()
-                && same_content(before, &found)
-            {
+            if atomic::same_file(&found, before) && same_content(before, &found) {
                 std::fs::remove_file(&path).map_err(|error| io_error(error, "clean up before"))?;
                 return Ok(None);
             }
@@ -1200,7 +1189,7 @@ fn finish_linked(
 ) -> anyhow::Result<Vec<ArchiveRecord>> {
     let is_this_file = |name: &String| {
         std::fs::symlink_metadata(dir.join(name))
-            .is_ok_and(|found| found.ino() == before.ino() && found.dev() == before.dev())
+            .is_ok_and(|found| atomic::same_file(&found, before))
     };
     // An open for reading with O_TRUNC empties the file without waiting on the lease. The
     // archive then no longer has the archived bytes, and recovery keeps what it holds as `.late`.
@@ -1246,13 +1235,7 @@ fn finish_linked(
                     Some(path),
                 )?);
             } else {
-                std::fs::remove_file(&path).map_err(|error| {
-                    io_failure(
-                        ErrorKind::Io,
-                        error,
-                        format!("cannot remove {}", path.display()),
-                    )
-                })?;
+                atomic::remove_named(&path)?;
             }
         }
         displaced => {

@@ -28,7 +28,6 @@
 //! so it writes no record at all and has that window until its journal line.
 
 use std::fs::{File, Metadata};
-use std::os::unix::fs::MetadataExt;
 use std::time::Instant;
 
 use crate::atomic;
@@ -273,9 +272,7 @@ fn keep_late_writes(
             let found =
                 std::fs::symlink_metadata(&path).map_err(|error| io_error(error, "check"))?;
             let unchanged = before.is_some_and(|(_, before)| {
-                found.ino() == before.ino()
-                    && found.dev() == before.dev()
-                    && same_content(before, &found)
+                atomic::same_file(&found, before) && same_content(before, &found)
             });
             if unchanged {
                 std::fs::remove_file(&path).map_err(|error| io_error(error, "clean up"))?;
