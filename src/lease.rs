@@ -12,7 +12,7 @@
 //! writer go on.
 //!
 //! A lease needs the file's owner or `CAP_LEASE`, a local filesystem that
-//! supports leases, and leases enabled; where any of that is missing, taking
+//! supports leases, and leases enabled. Where any of that is missing, taking
 //! one fails and the reset copies as before.
 
 use std::fs::File;
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 /// The shortest lease break time (`/proc/sys/fs/lease-break-time`) with which
 /// a lease is taken. A writer waits at most that long for the holder, so it
-/// must be far longer than a reset takes; the kernel's default is 45 seconds.
+/// must be far longer than a reset takes. The kernel's default is 45 seconds.
 const MIN_BREAK_TIME: Duration = Duration::from_secs(10);
 
 /// Takes a read lease on `file`, which must be open read-only.
@@ -95,7 +95,7 @@ fn set(file: &File, lease: libc::c_int) -> io::Result<()> {
 }
 
 /// The kernel notifies a lease holder of a writer with `SIGIO`, whose default
-/// action ends the process. The reset asks with `F_GETLEASE` instead, so the
+/// action ends the process. The reset polls `F_GETLEASE` instead, so the
 /// signal is ignored.
 fn ignore_break_signal() {
     static IGNORED: Once = Once::new();

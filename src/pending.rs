@@ -393,7 +393,7 @@ fn keep_displaced(
         return Ok((None, false));
     }
     // Where the archive was a hard link to the displaced file, the writer
-    // wrote into the archive too, so that name no longer holds an archive.
+    // wrote into the archive too, so that name is no longer an archive.
     let archive = dir.join(&file.archive);
     let mut archive_removed = false;
     if let (Ok(displaced), Ok(found)) = (

@@ -478,8 +478,8 @@ fn inspect(
         });
     };
 
-    // The archive is, in this order of preference: a clone of the file, where the filesystem
-    // can share extents; a hard link to it, guarded by a read lease (see `link_archive`); a
+    // The archive is, in this order of preference, a clone of the file where the filesystem
+    // can share extents, a hard link to it guarded by a read lease (see `link_archive`), or a
     // copy written by the pass below. A clone or a link is made now, and the pass then only
     // reads. The clone has the bytes the pass reads because a write after `open` changes the
     // file's metadata, which `check_unchanged` rejects before anything is replaced.
@@ -917,10 +917,10 @@ fn close_in_background(files: Vec<File>) -> Option<std::thread::JoinHandle<()>> 
         .ok()
 }
 
-/// Returns the error that stops the reset when, after its archives are in
-/// place and before anything is replaced, a linked active file can still
-/// change through a process: one waits to open it for writing, or it got
-/// another name. Otherwise returns `None`.
+/// Returns the error that stops the reset when a linked active file can still
+/// change through a process after the archives are in place and before
+/// anything is replaced. That is when a process waits to open it for writing,
+/// it was emptied, or it got another name. Otherwise returns `None`.
 fn writer_at_linked_file(
     dir: &DataDir,
     sources: &[Source],
@@ -967,7 +967,7 @@ fn writer_at_linked_file(
 ///
 /// A linked archive is only another name of its active file, so removing the
 /// name loses nothing. A copied archive is removed only while its active file
-/// is still the file it copied, unchanged; otherwise it is the only place of
+/// is still the file it copied, unchanged. Otherwise it is the only place of
 /// the archived bytes and stays, with the pending record, for the next reset
 /// to complete. The pending record goes last: a crash before that leaves it
 /// for the next reset, whose recovery removes or copies the remaining links.
@@ -978,12 +978,12 @@ fn withdraw_archives(
     links: &[Option<ArchiveRecord>],
     error: anyhow::Error,
 ) -> anyhow::Error {
-    let mut kept = Vec::new();
+    let mut kept_copies = Vec::new();
     let withdrawn = (|| {
         for ((record, (file, before)), link) in entry.archives.iter().zip(old_files).zip(links) {
             let path = dir.join(&record.file);
             if link.is_none() && !still_active_unchanged(dir, record.source, file, before) {
-                kept.push(path);
+                kept_copies.push(path);
                 continue;
             }
             atomic::remove_named(&path)?;
@@ -991,12 +991,15 @@ fn withdraw_archives(
         atomic::sync_dir(dir.path()).map_err(|error| sync_dir_error(dir, error))
     })();
     match withdrawn {
-        Ok(()) if kept.is_empty() => {
+        Ok(()) if kept_copies.is_empty() => {
             pending::remove(dir);
             error
         }
         Ok(()) => {
-            let kept: Vec<String> = kept.iter().map(|path| path.display().to_string()).collect();
+            let kept: Vec<String> = kept_copies
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect();
             incomplete(
                 entry,
                 error.context(format!(
@@ -1187,12 +1190,14 @@ fn finish_linked(
     file: &File,
     before: &Metadata,
 ) -> anyhow::Result<Vec<ArchiveRecord>> {
-    let is_this_file = |name: &String| {
+    // The name the exchange moved this file to, if it did.
+    let displaced_here = displaced.as_ref().is_some_and(|name| {
         std::fs::symlink_metadata(dir.join(name))
             .is_ok_and(|found| atomic::same_file(&found, before))
-    };
+    });
+
     // An open for reading with O_TRUNC empties the file without waiting on the lease. The
-    // archive then no longer has the archived bytes, and recovery keeps what it holds as `.late`.
+    // archive then no longer has the archived bytes, and recovery keeps it as `.late`.
     let now = file.metadata().map_err(|error| {
         io_failure(
             ErrorKind::Io,
@@ -1210,8 +1215,9 @@ fn finish_linked(
             ),
         ));
     }
+
     // A name given to the file after the last check would stay a name of the archive.
-    let expected_names = 1 + u64::from(displaced.as_ref().is_some_and(is_this_file));
+    let expected_names = 1 + u64::from(displaced_here);
     if now.nlink() > expected_names && !lease::broken(file) {
         copy_archive_apart(dir, record, file, before)?;
         log::warn!(
@@ -1220,9 +1226,10 @@ fn finish_linked(
             dir.join(&record.file).display()
         );
     }
+
     let mut late = Vec::new();
     match displaced {
-        Some(name) if is_this_file(&name) => {
+        Some(name) if displaced_here => {
             let path = dir.join(&name);
             if lease::broken(file) {
                 late.push(keep_waiting_writer(

@@ -1,7 +1,7 @@
 //! A writer that ignores the lock and writes an active file after the reset
 //! archived it: what it wrote is kept in a `.late` archive, never lost. Where
 //! the archive is a hard link guarded by a read lease, the writer's open
-//! waits until the reset has made the archive a copy; `reset --copy` makes
+//! waits until the reset has made the archive a copy. `reset --copy` makes
 //! the reset copy from the start, as where leases are not available.
 
 use std::fs;
@@ -73,6 +73,14 @@ fn linked_then_copied(report: &serde_json::Value) -> bool {
     log.contains("linked") && log.contains("opened scan_sessions.json for writing during the reset")
 }
 
+/// Replaces the active sessions file by writing `bytes` to a new file and
+/// renaming it over the active name, as a writer that saves atomically does.
+pub(crate) fn replace_by_rename(dir: &DataDir, bytes: &[u8]) {
+    let temp = dir.file("writer.tmp");
+    fs::write(&temp, bytes).unwrap();
+    fs::rename(&temp, dir.file(SESSIONS)).unwrap();
+}
+
 pub(crate) fn check_kept(dir: &DataDir, report: &serde_json::Value) {
     let late = "session_history_20261204_000001.late";
     assert_eq!(dir.read("session_history_20261204_000001.json"), ORIGINAL);
@@ -108,7 +116,7 @@ fn late_write_in_place_is_kept() {
 }
 
 #[test]
-fn late_write_in_place_is_kept_with_copied_archive() {
+fn copied_archive_keeps_late_write() {
     let dir = DataDir::new();
     dir.write(SESSIONS, ORIGINAL);
     let report = reset_with_write_in_window_on(
@@ -126,9 +134,7 @@ fn late_replacing_write_is_kept() {
     let dir = DataDir::new();
     dir.write(SESSIONS, ORIGINAL);
     let report = reset_with_write_in_window(&dir, |dir| {
-        let temp = dir.file("writer.tmp");
-        fs::write(&temp, LATE).unwrap();
-        fs::rename(&temp, dir.file(SESSIONS)).unwrap();
+        replace_by_rename(dir, LATE);
     });
     check_kept(&dir, &report);
 }
@@ -235,9 +241,7 @@ fn late_writes_are_kept_without_exchange() {
     let report = reset_with_write_in_window_on(
         &replacing,
         |dir| {
-            let temp = dir.file("writer.tmp");
-            fs::write(&temp, LATE).unwrap();
-            fs::rename(&temp, dir.file(SESSIONS)).unwrap();
+            replace_by_rename(dir, LATE);
         },
         &[],
         true,
@@ -289,10 +293,10 @@ fn invalid_read_of_changed_file_exits_busy() {
 }
 
 #[test]
-fn late_write_after_crash_with_linked_archive_is_kept() {
+fn linked_crash_keeps_late_write() {
     let dir = DataDir::new();
     dir.write(SESSIONS, ORIGINAL);
-    // The writer's open waits on the lease until the reset is killed; it then
+    // The writer's open waits on the lease until the reset is killed. It then
     // rewrites the file that is both the archive and the displaced file.
     crash_after_exchange_with_late_write(&dir, false);
 

@@ -1,7 +1,7 @@
-//! Archives made as hard links to the active files, guarded by read leases:
-//! when the reset links and when it copies instead, what a writer that
-//! ignores the lock finds when it opens the file during the reset, and how
-//! the next reset completes a linked reset that was killed.
+//! Archives made as hard links to the active files, guarded by read leases.
+//! The tests cover when the reset links and when it copies instead, what a
+//! writer that ignores the lock finds when it opens the file during the
+//! reset, and how the next reset completes a linked reset that was killed.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::common::{DataDir, SESSIONS, TAKEOVERS, code, generated_sessions, sha256_file, stderr};
-use crate::late_writes::{LATE, ORIGINAL};
+use crate::late_writes::{LATE, ORIGINAL, replace_by_rename};
 
 const NOW: &str = "2026-12-04T00:00:01+01:00";
 const ARCHIVE: &str = "session_history_20261204_000001.json";
@@ -253,7 +253,7 @@ fn interrupted_linked_reset_is_completed_with_a_copy() {
 }
 
 #[test]
-fn interrupted_linked_reset_leaves_later_write_to_next_reset() {
+fn interrupted_link_defers_later_write() {
     let dir = DataDir::new();
     dir.write(SESSIONS, ORIGINAL);
     let output = reset(&dir, Some("after-pending:exit"));
@@ -427,9 +427,7 @@ fn replacing_writer_before_exchange_is_kept_as_late() {
     wait_for_file(&dir, "order-reset.pending");
     // A rename over the active name does not open the linked file, so it
     // does not wait; the linked file keeps only the archive's name.
-    let temp = dir.file("writer.tmp");
-    fs::write(&temp, LATE).unwrap();
-    fs::rename(&temp, dir.file(SESSIONS)).unwrap();
+    replace_by_rename(&dir, LATE);
 
     let output = child.wait_with_output().unwrap();
     assert_eq!(code(&output), 0, "{}", stderr(&output));
@@ -554,9 +552,7 @@ fn waiting_and_replacing_writers_both_kept() {
         reset_with_waiting_writer(&dir, "after-archives:sleep", ARCHIVE, Duration::ZERO);
     // Give the waiting writer time to look the file up, then replace it.
     std::thread::sleep(Duration::from_millis(200));
-    let temp = dir.file("writer.tmp");
-    fs::write(&temp, br#"{"b": {"status": "approved"}}"#).unwrap();
-    fs::rename(&temp, dir.file(SESSIONS)).unwrap();
+    replace_by_rename(&dir, br#"{"b": {"status": "approved"}}"#);
     let output = child.wait_with_output().unwrap();
     writer.join().unwrap();
     assert_eq!(code(&output), 0, "{}", stderr(&output));
@@ -657,9 +653,7 @@ fn second_late_archive_of_killed_run_is_journaled() {
         Duration::ZERO,
     );
     std::thread::sleep(Duration::from_millis(200));
-    let temp = dir.file("writer.tmp");
-    fs::write(&temp, br#"{"b": {"status": "approved"}}"#).unwrap();
-    fs::rename(&temp, dir.file(SESSIONS)).unwrap();
+    replace_by_rename(&dir, br#"{"b": {"status": "approved"}}"#);
     assert_eq!(child.wait().unwrap().code(), Some(86));
     writer.join().unwrap();
 
